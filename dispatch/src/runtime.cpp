@@ -1,0 +1,319 @@
+// The process-wide runtime: status strings, the log sink, record reference
+// counting, and starting and finalizing Python.
+#include <cstdarg>
+#include <cstdio>
+#include <string>
+
+#include "compat.h"
+#include "internal.h"
+
+namespace pyinterp::detail {
+namespace {
+
+struct log_sink {
+    std::atomic<pyinterp_log_fn> fn{nullptr};
+    std::atomic<void*> user{nullptr};
+    std::atomic<int> min_level{PYINTERP_LOG_INFO};
+};
+
+log_sink& sink() noexcept {
+    static log_sink s;
+    return s;
+}
+
+}  // namespace
+
+runtime& rt() noexcept {
+    static runtime* r = new runtime;  // never destroyed: threads may outlive main()
+    return *r;
+}
+
+void log(int level, const char* fmt, ...) noexcept {
+    log_sink& s = sink();
+    pyinterp_log_fn fn = s.fn.load(std::memory_order_acquire);
+    if (fn == nullptr || level < s.min_level.load(std::memory_order_relaxed)) return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fn(level, buf, s.user.load(std::memory_order_relaxed));
+}
+
+void log_python_error(int level, const char* what) noexcept {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == nullptr) return;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != nullptr && value != nullptr) PyException_SetTraceback(value, tb);
+    std::string text;
+    if (PyObject* mod = PyImport_ImportModule("traceback")) {
+        PyObject* lines = PyObject_CallMethod(mod, "format_exception", "OOO", type,
+                                              value ? value : Py_None, tb ? tb : Py_None);
+        if (lines != nullptr) {
+            PyObject* empty = PyUnicode_FromString("");
+            PyObject* joined = empty ? PyUnicode_Join(empty, lines) : nullptr;
+            if (const char* s = joined ? PyUnicode_AsUTF8(joined) : nullptr) text = s;
+            Py_XDECREF(joined);
+            Py_XDECREF(empty);
+            Py_DECREF(lines);
+        }
+        Py_DECREF(mod);
+    }
+    if (text.empty()) {
+        // The traceback module is unusable (interpreter shutting down, say):
+        // fall back to str(value).
+        PyErr_Clear();
+        PyObject* s = value ? PyObject_Str(value) : nullptr;
+        const char* u = s ? PyUnicode_AsUTF8(s) : nullptr;
+        text = u ? u : "(exception could not be formatted)";
+        Py_XDECREF(s);
+    }
+    PyErr_Clear();
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    log_sink& ls = sink();
+    if (pyinterp_log_fn fn = ls.fn.load(std::memory_order_acquire); fn && level >= ls.min_level.load()) {
+        std::string line = std::string(what) + ": " + text;
+        fn(level, line.c_str(), ls.user.load(std::memory_order_relaxed));
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+void record_ref(interp_record* r) noexcept {
+    r->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+void record_unref(interp_record* r) noexcept {
+    if (r != nullptr && r->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete r;
+}
+
+void record_notify(interp_record* r) noexcept {
+    std::lock_guard<std::mutex> lk(r->mu);
+    r->cv.notify_all();
+}
+
+interp_record* find_record_by_interp(PyInterpreterState* interp) noexcept {
+    runtime& R = rt();
+    std::lock_guard<std::mutex> lk(R.mu);
+    for (interp_record* r : R.records) {
+        if (r->interp == interp && r->state.load() != interp_state::gone) {
+            record_ref(r);
+            return r;
+        }
+    }
+    return nullptr;
+}
+
+namespace {
+
+interp_record* make_main_record() {
+    auto* r = new interp_record;
+    r->name = "main";
+    r->interp = PyInterpreterState_Main();
+    r->id = 0;
+    r->is_main = true;
+    return r;
+}
+
+void add_python_path(const char* python_path) noexcept {
+    if (python_path == nullptr || *python_path == '\0') return;
+    PyObject* path = PySys_GetObject("path");  // borrowed
+    if (path == nullptr || !PyList_Check(path)) return;
+    std::string all(python_path);
+    Py_ssize_t at = 0;
+    size_t start = 0;
+    while (start <= all.size()) {
+        size_t end = all.find(':', start);
+        if (end == std::string::npos) end = all.size();
+        if (end > start) {
+            PyObject* item = PyUnicode_DecodeFSDefaultAndSize(all.data() + start, Py_ssize_t(end - start));
+            if (item == nullptr || PyList_Insert(path, at++, item) < 0)
+                log_python_error(PYINTERP_LOG_WARN, "pyinterp: python_path");
+            Py_XDECREF(item);
+        }
+        start = end + 1;
+    }
+}
+
+// Host mode: initialise CPython.  Returns with the GIL held by the new main
+// thread state, or an error.
+int start_python(const pyinterp_config* cfg) noexcept {
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    config.install_signal_handlers = 0;  // the host owns signals
+    config.parse_argv = 0;
+    config.site_import = cfg != nullptr && cfg->no_site ? 0 : 1;
+    PyStatus st = PyStatus_Ok();
+    if (cfg != nullptr && cfg->python_home != nullptr && *cfg->python_home != '\0')
+        st = PyConfig_SetBytesString(&config, &config.home, cfg->python_home);
+    if (!PyStatus_Exception(st)) st = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(st)) {
+        log(PYINTERP_LOG_ERROR, "pyinterp: Python failed to initialise: %s%s%s",
+            st.func ? st.func : "", st.func ? ": " : "", st.err_msg ? st.err_msg : "unknown error");
+        return PYINTERP_ERR_CREATE;
+    }
+    add_python_path(cfg != nullptr ? cfg->python_path : nullptr);
+    return PYINTERP_OK;
+}
+
+// Extension mode: Python finalizes without us.  Run the teardown protocol
+// for every record first, from Python's own atexit hook of the main
+// interpreter, while thread states can still be deleted properly.
+PyObject* py_on_python_exit(PyObject*, PyObject*) {
+    runtime& R = rt();
+    std::vector<interp_record*> subs;
+    {
+        std::lock_guard<std::mutex> lk(R.mu);
+        for (interp_record* r : R.records) {
+            if (!r->is_main) {
+                record_ref(r);
+                subs.push_back(r);
+            }
+        }
+    }
+    for (interp_record* r : subs) {
+        end_record(r, R.default_end_timeout_ms);
+        record_unref(r);
+    }
+    if (R.main != nullptr) end_record(R.main, R.default_end_timeout_ms);
+    R.initialized.store(false);
+    Py_RETURN_NONE;
+}
+
+PyMethodDef on_exit_def = {"_pyinterp_on_exit", py_on_python_exit, METH_NOARGS, nullptr};
+
+// Backstop for Python finalizing before the atexit hook ran (or when it could
+// not be registered): from here on, nothing may touch thread states.
+void on_python_finalized() {
+    runtime& R = rt();
+    std::lock_guard<std::mutex> lk(R.mu);
+    for (interp_record* r : R.records) r->state.store(interp_state::gone);
+    R.initialized.store(false);
+}
+
+void register_exit_hooks() noexcept {
+    Py_AtExit(on_python_finalized);
+    PyObject* fn = PyCFunction_New(&on_exit_def, nullptr);
+    PyObject* atexit = fn ? PyImport_ImportModule("atexit") : nullptr;
+    PyObject* res = atexit ? PyObject_CallMethod(atexit, "register", "O", fn) : nullptr;
+    if (res == nullptr) log_python_error(PYINTERP_LOG_WARN, "pyinterp: atexit registration failed");
+    Py_XDECREF(res);
+    Py_XDECREF(atexit);
+    Py_XDECREF(fn);
+}
+
+}  // namespace
+}  // namespace pyinterp::detail
+
+using namespace pyinterp::detail;
+
+extern "C" {
+
+const char* pyinterp_strerror(int status) {
+    switch (status) {
+        case PYINTERP_OK: return "success";
+        case PYINTERP_ERR_INVALID: return "invalid argument";
+        case PYINTERP_ERR_NOT_INITIALIZED: return "pyinterp runtime not initialised";
+        case PYINTERP_ERR_GONE: return "interpreter is ending or has ended";
+        case PYINTERP_ERR_EXISTS: return "an interpreter with that name exists";
+        case PYINTERP_ERR_NOT_FOUND: return "interpreter not found";
+        case PYINTERP_ERR_UNSUPPORTED: return "not supported by this Python version";
+        case PYINTERP_ERR_PYTHON: return "Python raised an exception (logged)";
+        case PYINTERP_ERR_NOMEM: return "out of memory";
+        case PYINTERP_ERR_STATE: return "not allowed in the calling thread's current state";
+        case PYINTERP_ERR_TIMEOUT: return "timed out waiting for the interpreter's entries to finish";
+        case PYINTERP_ERR_CREATE: return "Python failed to create the interpreter (logged)";
+        default: return "unknown pyinterp status";
+    }
+}
+
+void pyinterp_set_log_callback(pyinterp_log_fn fn, int min_level, void* user) {
+    log_sink& s = sink();
+    s.user.store(user, std::memory_order_relaxed);
+    s.min_level.store(min_level, std::memory_order_relaxed);
+    s.fn.store(fn, std::memory_order_release);
+}
+
+int pyinterp_supports_own_gil(void) {
+    return k_own_gil_supported ? 1 : 0;
+}
+
+int pyinterp_initialize(const pyinterp_config* config) {
+    runtime& R = rt();
+    std::lock_guard<std::mutex> create(R.create_mu);
+    if (R.initialized.load()) return PYINTERP_OK;
+    if (config != nullptr && config->default_end_timeout_ms > 0)
+        R.default_end_timeout_ms = config->default_end_timeout_ms;
+    bool host = !Py_IsInitialized();
+    if (host) {
+        int rc = start_python(config);
+        if (rc != PYINTERP_OK) return rc;
+    } else if (attached_tstate() == nullptr) {
+        return PYINTERP_ERR_STATE;
+    }
+    interp_record* main;
+    try {
+        main = make_main_record();
+    } catch (...) {
+        return PYINTERP_ERR_NOMEM;
+    }
+    {
+        std::lock_guard<std::mutex> lk(R.mu);
+        R.records.push_back(main);
+        record_ref(main);
+        R.main = main;
+        R.host_mode = host;
+    }
+    R.initialized.store(true);
+    if (host) {
+        // Keep the initial thread state as this thread's cached one for main,
+        // unbound for PyGILState like every idle cached thread state, and
+        // return detached.
+        PyThreadState* ts = raw_current_tstate();  // the GIL holder: this thread
+        thread_adopt(main, ts);
+        gilstate_bind(nullptr);
+        PyEval_ReleaseThread(ts);
+    } else {
+        register_exit_hooks();
+    }
+    return PYINTERP_OK;
+}
+
+int pyinterp_finalize(void) {
+    runtime& R = rt();
+    if (!R.initialized.load()) return PYINTERP_ERR_NOT_INITIALIZED;
+    if (!R.host_mode || attached_tstate() != nullptr) return PYINTERP_ERR_STATE;
+    std::vector<interp_record*> subs;
+    {
+        std::lock_guard<std::mutex> lk(R.mu);
+        for (interp_record* r : R.records) {
+            if (!r->is_main) {
+                record_ref(r);
+                subs.push_back(r);
+            }
+        }
+    }
+    int rc = PYINTERP_OK;
+    for (interp_record* r : subs) {
+        int e = end_record(r, R.default_end_timeout_ms);
+        if (e == PYINTERP_ERR_TIMEOUT) rc = e;
+        record_unref(r);
+    }
+    if (rc != PYINTERP_OK) return rc;
+    rc = end_record(R.main, R.default_end_timeout_ms);
+    if (rc != PYINTERP_OK) return rc;
+    {
+        std::lock_guard<std::mutex> lk(R.mu);
+        for (interp_record* r : R.records) record_unref(r);
+        R.records.clear();
+        record_unref(R.main);
+        R.main = nullptr;
+    }
+    R.initialized.store(false);
+    return PYINTERP_OK;
+}
+
+}  // extern "C"

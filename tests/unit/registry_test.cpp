@@ -1,0 +1,170 @@
+// Interpreter registry, views, status strings and the log sink.
+#include <set>
+#include <string>
+
+#include "support.h"
+
+using pyinterp::scoped_enter;
+using pyinterp::view;
+
+TEST(Registry, CreateFindAndEnd) {
+    view a = test::make_interp("alpha");
+    ASSERT_TRUE(a);
+    EXPECT_STREQ(a.name(), "alpha");
+    EXPECT_GT(a.id(), 0);
+    EXPECT_TRUE(a.live());
+    EXPECT_FALSE(a.own_gil());
+
+    int rc = -100;
+    view found = view::find("alpha", &rc);
+    ASSERT_EQ(rc, PYINTERP_OK);
+    EXPECT_EQ(found.id(), a.id());
+
+    {
+        scoped_enter in(a);
+        ASSERT_TRUE(in);
+        EXPECT_EQ(test::running_interp_id(), a.id());
+        EXPECT_EQ(test::eval_str("sys.interp_name"), "alpha");
+    }
+    EXPECT_EQ(a.end(), PYINTERP_OK);
+    EXPECT_FALSE(a.live());
+    EXPECT_FALSE(found.live());
+    view::find("alpha", &rc);
+    EXPECT_EQ(rc, PYINTERP_ERR_NOT_FOUND);
+}
+
+TEST(Registry, InterpretersAreIsolated) {
+    view a = test::make_interp("iso_a");
+    view b = test::make_interp("iso_b");
+    {
+        scoped_enter in(a);
+        ASSERT_TRUE(test::exec("import json\njson.marker = 'a'\nshared = 1"));
+    }
+    {
+        scoped_enter in(b);
+        EXPECT_EQ(test::eval_str("'shared' in globals()"), "False");
+        EXPECT_EQ(test::eval_str("__import__('json').__dict__.get('marker')"), "None");
+    }
+    view main = view::main();
+    {
+        scoped_enter in(main);
+        EXPECT_EQ(test::running_interp_id(), 0);
+        EXPECT_EQ(test::eval_str("'shared' in globals()"), "False");
+    }
+}
+
+TEST(Registry, RejectsBadNamesAndDuplicates) {
+    pyinterp_view* v = nullptr;
+    EXPECT_EQ(pyinterp_interp_create(nullptr, nullptr, &v), PYINTERP_ERR_INVALID);
+    EXPECT_EQ(pyinterp_interp_create("", nullptr, &v), PYINTERP_ERR_INVALID);
+    EXPECT_EQ(pyinterp_interp_create("main", nullptr, &v), PYINTERP_ERR_INVALID);
+    EXPECT_EQ(pyinterp_interp_create(std::string(256, 'x').c_str(), nullptr, &v), PYINTERP_ERR_INVALID);
+    pyinterp_interp_config bad{};
+    bad.gil = 7;
+    EXPECT_EQ(pyinterp_interp_create("ok", &bad, &v), PYINTERP_ERR_INVALID);
+    EXPECT_EQ(v, nullptr);
+
+    view d = test::make_interp("dup");
+    int rc = -100;
+    view again = view::create("dup", PYINTERP_GIL_SHARED, &rc);
+    EXPECT_EQ(rc, PYINTERP_ERR_EXISTS);
+    EXPECT_FALSE(again);
+    // The name is free again once the interpreter has ended.
+    ASSERT_EQ(d.end(), PYINTERP_OK);
+    view reborn = view::create("dup", PYINTERP_GIL_SHARED, &rc);
+    EXPECT_EQ(rc, PYINTERP_OK);
+    EXPECT_NE(reborn.id(), d.id());
+}
+
+TEST(Registry, MainCannotBeEndedAndIsFoundByName) {
+    view main = view::main();
+    ASSERT_TRUE(main);
+    EXPECT_STREQ(main.name(), "main");
+    EXPECT_EQ(main.id(), 0);
+    EXPECT_EQ(main.end(), PYINTERP_ERR_INVALID);
+    int rc = -100;
+    view byname = view::find("main", &rc);
+    EXPECT_EQ(rc, PYINTERP_OK);
+    EXPECT_EQ(byname.id(), 0);
+}
+
+TEST(Registry, OwnGilMatchesPythonVersion) {
+    int rc = -100;
+    view own = view::create("own", PYINTERP_GIL_OWN, &rc);
+    if (PY_VERSION_HEX < 0x030C0000) {
+        EXPECT_EQ(pyinterp_supports_own_gil(), 0);
+        EXPECT_EQ(rc, PYINTERP_ERR_UNSUPPORTED);
+        EXPECT_FALSE(own);
+    } else {
+        EXPECT_EQ(pyinterp_supports_own_gil(), 1);
+        ASSERT_EQ(rc, PYINTERP_OK);
+        EXPECT_TRUE(own.own_gil());
+        scoped_enter in(own);
+        ASSERT_TRUE(in);
+        EXPECT_EQ(test::running_interp_id(), own.id());
+    }
+}
+
+TEST(Views, CurrentViewFromInsideAndUnmanagedThread) {
+    view a = test::make_interp("cur");
+    pyinterp_view* v = nullptr;
+    EXPECT_EQ(pyinterp_view_current(&v), PYINTERP_ERR_STATE);  // not attached
+    {
+        scoped_enter in(a);
+        ASSERT_EQ(pyinterp_view_current(&v), PYINTERP_OK);
+        EXPECT_EQ(pyinterp_view_id(v), a.id());
+        pyinterp_view_free(v);
+    }
+}
+
+TEST(Views, CopiesOutliveTheInterpreterAndReportGone) {
+    pyinterp_view* copy = nullptr;
+    int64_t id;
+    {
+        view a = test::make_interp("short");
+        id = a.id();
+        copy = pyinterp_view_copy(a.get());
+        ASSERT_EQ(a.end(), PYINTERP_OK);
+    }
+    // The original view is freed; the copy still answers, and says gone.
+    EXPECT_EQ(pyinterp_view_id(copy), id);
+    EXPECT_STREQ(pyinterp_view_name(copy), "short");
+    EXPECT_EQ(pyinterp_view_is_live(copy), 0);
+    pyinterp_token t;
+    EXPECT_EQ(pyinterp_enter(copy, &t), PYINTERP_ERR_GONE);
+    pyinterp_guard* g = nullptr;
+    EXPECT_EQ(pyinterp_guard_new(copy, &g), PYINTERP_ERR_GONE);
+    EXPECT_EQ(pyinterp_interp_end(copy, 0), PYINTERP_ERR_GONE);
+    pyinterp_view_free(copy);
+    pyinterp_view_free(nullptr);
+    pyinterp_guard_free(nullptr);
+    pyinterp_callback_free(nullptr);
+}
+
+TEST(Views, CopiesAreUsableFromOtherThreads) {
+    view a = test::make_interp("shared_view");
+    view copy = a;
+    int64_t seen = -1;
+    test::on_new_thread([&] {
+        scoped_enter in(copy);
+        ASSERT_TRUE(in);
+        seen = test::running_interp_id();
+    });
+    EXPECT_EQ(seen, a.id());
+}
+
+TEST(Status, EveryCodeHasItsOwnMessage) {
+    std::set<std::string> seen;
+    for (int code = PYINTERP_OK; code >= PYINTERP_ERR_CREATE; --code) {
+        const char* s = pyinterp_strerror(code);
+        ASSERT_NE(s, nullptr);
+        EXPECT_TRUE(seen.insert(s).second) << "duplicate message for " << code;
+    }
+    EXPECT_STREQ(pyinterp_strerror(-999), "unknown pyinterp status");
+}
+
+TEST(Log, HostSinkReceivesLibraryMessages) {
+    test::log_capture::clear();
+    view a = test::make_interp("logged");
+    EXPECT_TRUE(test::log_capture::contains("created interpreter 'logged'"));
+}
