@@ -3,11 +3,15 @@
 #pragma once
 
 #include <Python.h>
+#include <pthread.h>
 
 extern "C" {
 // Defined in compat_gilstate.c, which needs CPython's internal headers:
 // the address of the runtime's thread-specific key behind PyGILState_*.
 Py_tss_t* pyinterp_compat_autotss_key(void);
+#if PY_VERSION_HEX < 0x030C0000
+const void* pyinterp_compat_current_tstate_addr(void);
+#endif
 }
 
 namespace pyinterp::detail {
@@ -21,22 +25,33 @@ inline constexpr bool k_own_gil_supported = PY_VERSION_HEX >= 0x030C0000;
 // to belong to it: see attached_tstate().  No GIL needed.
 inline constexpr bool k_current_is_global = PY_VERSION_HEX < 0x030C0000;
 
+#if PY_VERSION_HEX < 0x030C0000
+// _PyRuntime.gilstate.tstate_current, an atomic uintptr_t.
+inline const uintptr_t* const g_current_tstate = static_cast<const uintptr_t*>(pyinterp_compat_current_tstate_addr());
+#endif
+
 inline PyThreadState* raw_current_tstate() noexcept {
 #if PY_VERSION_HEX >= 0x030D0000
     return PyThreadState_GetUnchecked();
-#else
+#elif PY_VERSION_HEX >= 0x030C0000
     return _PyThreadState_UncheckedGet();
+#else
+    return reinterpret_cast<PyThreadState*>(__atomic_load_n(g_current_tstate, __ATOMIC_RELAXED));
 #endif
 }
+
+// The runtime's PyGILState key, resolved once (see compat_gilstate.c).
+inline Py_tss_t* const g_autotss_key = pyinterp_compat_autotss_key();
 
 // The thread state PyGILState_Ensure() would use on this thread (its
 // "binding"), or nullptr.  No GIL needed.
 inline PyThreadState* gilstate_bound() noexcept {
-    return PyGILState_GetThisThreadState();
+    return static_cast<PyThreadState*>(pthread_getspecific(g_autotss_key->_key));
 }
 
-// Make `t` (may be nullptr) this thread's PyGILState binding.  Called with the
-// GIL of the attached thread state held.
+// Make `t` (may be nullptr) this thread's PyGILState binding, replacing
+// `old`, which must be the current binding.  Called with the GIL of the
+// attached thread state held.
 //
 // 3.11 binds the *first* thread state ever created on a thread and never
 // changes it (Python/pystate.c: _PyGILState_NoteThreadState), so
@@ -47,19 +62,30 @@ inline PyThreadState* gilstate_bound() noexcept {
 // binding a thread had before its outermost entry when it leaves, so that a
 // cached thread state is never the binding of an idle thread: that is what
 // makes deleting it from another thread during teardown safe (facts §3.6).
-inline void gilstate_bind(PyThreadState* t) noexcept {
-    Py_tss_t* key = pyinterp_compat_autotss_key();
-    auto* old = static_cast<PyThreadState*>(PyThread_tss_get(key));
+inline void gilstate_rebind(PyThreadState* old, PyThreadState* t) noexcept {
     if (old == t) return;
 #if PY_VERSION_HEX >= 0x030C0000
     // Keep CPython's own flag in step with the key, as bind_gilstate_tstate()
     // and unbind_gilstate_tstate() do; deleting a thread state that still
     // carries the flag would clear the *deleting* thread's key.
     if (old != nullptr) old->_status.bound_gilstate = 0;
-    PyThread_tss_set(key, t);
+    pthread_setspecific(g_autotss_key->_key, t);
     if (t != nullptr) t->_status.bound_gilstate = 1;
 #else
-    PyThread_tss_set(key, t);
+    pthread_setspecific(g_autotss_key->_key, t);
+#endif
+}
+
+inline void gilstate_bind(PyThreadState* t) noexcept { gilstate_rebind(gilstate_bound(), t); }
+
+// After `t` was activated on this thread (PyEval_AcquireThread,
+// PyThreadState_Swap): 3.12+ bound it already; 3.11 needs it done.
+inline void gilstate_bind_activated(PyThreadState* t, PyThreadState* bound_before) noexcept {
+#if PY_VERSION_HEX >= 0x030C0000
+    (void)t;
+    (void)bound_before;
+#else
+    gilstate_rebind(bound_before, t);
 #endif
 }
 

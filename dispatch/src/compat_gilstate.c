@@ -18,3 +18,10 @@ Py_tss_t *pyinterp_compat_autotss_key(void)
     return &_PyRuntime.gilstate.autoTSSkey;
 #endif
 }
+
+#if PY_VERSION_HEX < 0x030C0000
+const void *pyinterp_compat_current_tstate_addr(void)
+{
+    return &_PyRuntime.gilstate.tstate_current;
+}
+#endif

@@ -1,9 +1,11 @@
 // Interpreter registry: creating, finding and ending interpreters; views and
 // guards.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
 #include "compat.h"
+#include "fence.h"
 #include "internal.h"
 
 namespace pyinterp::detail {
@@ -94,10 +96,15 @@ int quiesce(interp_record* r, int timeout_ms) noexcept {
     if (r->ender_active) return PYINTERP_ERR_GONE;
     r->ender_active = true;
     r->state.store(interp_state::ending, std::memory_order_seq_cst);
+    heavy_fence();  // pairs with entry_fence() in enter()
     auto busy = [r] { return holders_busy(r) || r->guards.load(std::memory_order_seq_cst) != 0; };
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     while (busy()) {
-        if (r->cv.wait_until(lk, deadline) == std::cv_status::timeout && busy()) {
+        // Leaving threads notify without a full fence, so a notification can
+        // be missed: wake up every millisecond to look again.
+        auto wake = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(1));
+        r->cv.wait_until(lk, wake);
+        if (std::chrono::steady_clock::now() >= deadline && busy()) {
             r->ender_active = false;
             log(PYINTERP_LOG_WARN,
                 "pyinterp: interpreter '%s' still has entries or guards after %d ms; "

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "compat.h"
+#include "fence.h"
 #include "internal.h"
 
 namespace pyinterp::detail {
@@ -247,6 +248,7 @@ int pyinterp_initialize(const pyinterp_config* config) {
     if (R.initialized.load()) return PYINTERP_OK;
     if (config != nullptr && config->default_end_timeout_ms > 0)
         R.default_end_timeout_ms = config->default_end_timeout_ms;
+    fence_init();
     bool host = !Py_IsInitialized();
     if (host) {
         int rc = start_python(config);

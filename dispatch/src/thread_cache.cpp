@@ -10,6 +10,7 @@
 #include <new>
 
 #include "compat.h"
+#include "fence.h"
 #include "internal.h"
 
 namespace pyinterp::detail {
@@ -279,20 +280,21 @@ int enter(interp_record* r, bool guarded, pyinterp_token* token) noexcept {
         c->last = e;
     }
     // Announce the entry, then check the state: an ending thread sets the
-    // state, then reads in_flight (both seq_cst), so one of the two sees the
-    // other.
+    // state, then reads in_flight, with a fence on each side (fence.h), so
+    // one of the two sees the other.
     unsigned n = e->in_flight.load(std::memory_order_relaxed);
-    e->in_flight.store(n + 1, std::memory_order_seq_cst);
-    if (!guarded && !r->live()) {
-        e->in_flight.store(n, std::memory_order_seq_cst);
+    e->in_flight.store(n + 1, std::memory_order_relaxed);
+    entry_fence();
+    if (!guarded && r->state.load(std::memory_order_relaxed) != interp_state::live) {
+        e->in_flight.store(n, std::memory_order_release);
         record_notify(r);
         return PYINTERP_ERR_GONE;
     }
-    PyThreadState* ts = e->tstate;
+    PyThreadState* ts = e->tstate.load(std::memory_order_relaxed);
     PyThreadState* saved = gilstate_bound();
     if (cur != nullptr) switch_tstate(ts);
     else PyEval_AcquireThread(ts);
-    gilstate_bind(ts);
+    gilstate_bind_activated(ts, saved);
     c->stack.push_back(frame{r, e, cur, saved});
     *token = make_token(c);
     return PYINTERP_OK;
@@ -309,17 +311,22 @@ int leave(pyinterp_token token) noexcept {
         if (!r->live()) record_notify(r);
         return PYINTERP_OK;
     }
+    // While entered, the binding is the entry's thread state: set by enter,
+    // unchanged by PyGILState_Ensure/Release pairs, restored by inner leaves.
+    cached_tstate* e = f.entry;
+    PyThreadState* ts = e->tstate.load(std::memory_order_relaxed);
     if (f.prev != nullptr) {
         switch_tstate(f.prev);
-        gilstate_bind(f.saved_binding);
+        gilstate_rebind(k_own_gil_supported ? f.prev : ts, f.saved_binding);
     } else {
         // Restore the binding while still holding this GIL, then release.
-        gilstate_bind(f.saved_binding);
-        PyEval_ReleaseThread(f.entry->tstate);
+        gilstate_rebind(ts, f.saved_binding);
+        PyEval_ReleaseThread(ts);
     }
-    cached_tstate* e = f.entry;
-    e->in_flight.store(e->in_flight.load(std::memory_order_relaxed) - 1, std::memory_order_seq_cst);
-    if (!r->live()) record_notify(r);
+    // No StoreLoad fence needed here: an ending thread that misses this
+    // notification re-checks in_flight on its own (quiesce polls).
+    e->in_flight.store(e->in_flight.load(std::memory_order_relaxed) - 1, std::memory_order_release);
+    if (r->state.load(std::memory_order_relaxed) != interp_state::live) record_notify(r);
     return PYINTERP_OK;
 }
 

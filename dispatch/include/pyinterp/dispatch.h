@@ -234,9 +234,12 @@ PYINTERP_API int pyinterp_interp_find(const char *name, pyinterp_view **out);
  * thread's entry stack): the calling thread is detached during the wait and
  * re-attached as it was on return.
  *
- * @return PYINTERP_OK, PYINTERP_ERR_GONE (already ended), PYINTERP_ERR_INVALID
- *         (the main interpreter), PYINTERP_ERR_STATE (called from inside it,
- *         or while holding a guard on it), PYINTERP_ERR_TIMEOUT.
+ * Guards are not tied to a thread: a guard held by the calling thread itself
+ * makes the wait run out (PYINTERP_ERR_TIMEOUT) like any other.
+ *
+ * @return PYINTERP_OK, PYINTERP_ERR_GONE (ending elsewhere, or already
+ *         ended), PYINTERP_ERR_INVALID (the main interpreter),
+ *         PYINTERP_ERR_STATE (called from inside it), PYINTERP_ERR_TIMEOUT.
  */
 PYINTERP_API int pyinterp_interp_end(const pyinterp_view *view, int timeout_ms);
 
