@@ -196,39 +196,54 @@ int end_record(interp_record* r, int timeout_ms) noexcept {
     PyThreadState* attached = attached_tstate();
     if (attached != nullptr) PyEval_SaveThread();
     int rc = quiesce(r, timeout_ms);
-    if (rc == PYINTERP_OK) {
-        std::vector<PyThreadState*> others;
-        PyThreadState* mine = nullptr;
-        rc = take_tstates(r, others, &mine);
-        pyinterp_view* main_view = nullptr;
-        pyinterp_token main_token = 0;
-        if (rc == PYINTERP_OK) {
-            // Portable order (facts §3.5): attached to main, swap to the
-            // interpreter, end it, swap back.  3.11 returns from
-            // Py_EndInterpreter with the shared GIL held and no thread state;
-            // 3.12+ releases the ended interpreter's GIL.
-            interp_record* m = rt().main;
-            record_ref(m);
-            main_view = as_view(m);
-            rc = enter(m, false, &main_token);
+    std::vector<PyThreadState*> others;
+    PyThreadState* mine = nullptr;
+    if (rc == PYINTERP_OK) rc = take_tstates(r, others, &mine);
+    if (rc != PYINTERP_OK) {
+        if (rc != PYINTERP_ERR_TIMEOUT && rc != PYINTERP_ERR_GONE) {
+            std::lock_guard<std::mutex> lk(r->mu);
+            r->ender_active = false;  // let a later call try again
         }
-        if (rc == PYINTERP_OK) {
-            PyThreadState* main_ts = attached_tstate();
-            switch_tstate(mine);
-            gilstate_bind(mine);
-            delete_tstates(others);
-            release_callbacks(r);
-            Py_EndInterpreter(mine);
-            PyThreadState_Swap(main_ts);
-            gilstate_bind(main_ts);
-            leave(main_token);
-            mark_gone(r);
-            unregister(r);
-        }
-        pyinterp_view_free(main_view);
+        if (attached != nullptr) PyEval_RestoreThread(attached);
+        return rc;
     }
-    if (attached != nullptr) PyEval_RestoreThread(attached);
-    return rc;
+
+    // Portable order (facts §3.5): attached to main, swap to the
+    // interpreter, end it, swap back.  3.11 returns from Py_EndInterpreter
+    // with the shared GIL held and no thread state; 3.12+ releases the
+    // ended interpreter's GIL.  A caller attached to main (Python's own
+    // atexit, in extension mode) is re-attached and used as it is.
+    interp_record* m = rt().main;
+    bool caller_in_main = attached != nullptr && attached->interp == m->interp;
+    pyinterp_token main_token = 0;
+    if (caller_in_main) {
+        PyEval_RestoreThread(attached);
+    } else {
+        rc = enter(m, true, &main_token);  // main outlives every subinterpreter
+        if (rc != PYINTERP_OK) {
+            // Leave the interpreter ending; its thread states stay collected
+            // in `others` and leak rather than risk a crash.
+            log(PYINTERP_LOG_ERROR, "pyinterp: cannot enter main to end '%s': %s", r->name.c_str(),
+                pyinterp_strerror(rc));
+            if (attached != nullptr) PyEval_RestoreThread(attached);
+            return rc;
+        }
+    }
+    PyThreadState* main_ts = attached_tstate();
+    switch_tstate(mine);
+    gilstate_bind(mine);
+    delete_tstates(others);
+    release_callbacks(r);
+    Py_EndInterpreter(mine);
+    PyThreadState_Swap(main_ts);
+    gilstate_bind(main_ts);
+    if (!caller_in_main) {
+        leave(main_token);
+        if (attached != nullptr) PyEval_RestoreThread(attached);
+    }
+    mark_gone(r);
+    unregister(r);
+    return PYINTERP_OK;
 }
 
 }  // namespace pyinterp::detail
