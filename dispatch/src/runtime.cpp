@@ -160,10 +160,8 @@ int start_python(const pyinterp_config* cfg) noexcept {
     return PYINTERP_OK;
 }
 
-// Extension mode: Python finalizes without us.  Run the teardown protocol
-// for every record first, from Python's own atexit hook of the main
-// interpreter, while thread states can still be deleted properly.
-PyObject* py_on_python_exit(PyObject*, PyObject*) {
+// End every subinterpreter; PYINTERP_ERR_TIMEOUT if one still had entries.
+int end_subinterpreters(int timeout_ms) noexcept {
     runtime& R = rt();
     std::vector<interp_record*> subs;
     {
@@ -175,10 +173,20 @@ PyObject* py_on_python_exit(PyObject*, PyObject*) {
             }
         }
     }
+    int rc = PYINTERP_OK;
     for (interp_record* r : subs) {
-        end_record(r, R.default_end_timeout_ms);
+        if (end_record(r, timeout_ms) == PYINTERP_ERR_TIMEOUT) rc = PYINTERP_ERR_TIMEOUT;
         record_unref(r);
     }
+    return rc;
+}
+
+// Extension mode: Python finalizes without us.  Run the teardown protocol
+// for every record first, from Python's own atexit hook of the main
+// interpreter, while thread states can still be deleted properly.
+PyObject* py_on_python_exit(PyObject*, PyObject*) {
+    runtime& R = rt();
+    end_subinterpreters(R.default_end_timeout_ms);
     if (R.main != nullptr) end_record(R.main, R.default_end_timeout_ms);
     R.initialized.store(false);
     Py_RETURN_NONE;
@@ -288,22 +296,7 @@ int pyinterp_finalize(void) {
     runtime& R = rt();
     if (!R.initialized.load()) return PYINTERP_ERR_NOT_INITIALIZED;
     if (!R.host_mode || attached_tstate() != nullptr) return PYINTERP_ERR_STATE;
-    std::vector<interp_record*> subs;
-    {
-        std::lock_guard<std::mutex> lk(R.mu);
-        for (interp_record* r : R.records) {
-            if (!r->is_main) {
-                record_ref(r);
-                subs.push_back(r);
-            }
-        }
-    }
-    int rc = PYINTERP_OK;
-    for (interp_record* r : subs) {
-        int e = end_record(r, R.default_end_timeout_ms);
-        if (e == PYINTERP_ERR_TIMEOUT) rc = e;
-        record_unref(r);
-    }
+    int rc = end_subinterpreters(R.default_end_timeout_ms);
     if (rc != PYINTERP_OK) return rc;
     rc = end_record(R.main, R.default_end_timeout_ms);
     if (rc != PYINTERP_OK) return rc;

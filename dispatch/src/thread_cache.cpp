@@ -116,16 +116,23 @@ PyThreadState* new_unbound_tstate(PyInterpreterState* interp) noexcept {
     return ts;
 }
 
-int create_entry(thread_cache* c, interp_record* r, bool guarded, cached_tstate** out) noexcept {
-    prune(c);
+// A new, empty entry in the thread's cache, or nullptr (out of memory).
+cached_tstate* new_entry(thread_cache* c) noexcept {
     auto* e = new (std::nothrow) cached_tstate;
-    if (e == nullptr) return PYINTERP_ERR_NOMEM;
+    if (e == nullptr) return nullptr;
     try {
         c->entries.push_back(e);
     } catch (...) {
         delete e;
-        return PYINTERP_ERR_NOMEM;
+        return nullptr;
     }
+    return e;
+}
+
+int create_entry(thread_cache* c, interp_record* r, bool guarded, cached_tstate** out) noexcept {
+    prune(c);
+    cached_tstate* e = new_entry(c);
+    if (e == nullptr) return PYINTERP_ERR_NOMEM;
     {
         std::lock_guard<std::mutex> lk(r->mu);
         if (r->state.load() == interp_state::gone || (!guarded && !r->live())) {
@@ -351,15 +358,8 @@ PyThreadState* thread_new_unbound_tstate(PyInterpreterState* interp) noexcept {
 
 int thread_adopt(interp_record* r, PyThreadState* ts) noexcept {
     thread_cache* c = cache();
-    if (c == nullptr) return PYINTERP_ERR_NOMEM;
-    auto* e = new (std::nothrow) cached_tstate;
+    cached_tstate* e = c != nullptr ? new_entry(c) : nullptr;
     if (e == nullptr) return PYINTERP_ERR_NOMEM;
-    try {
-        c->entries.push_back(e);
-    } catch (...) {
-        delete e;
-        return PYINTERP_ERR_NOMEM;
-    }
     e->record = r;
     e->tstate = ts;
     record_ref(r);

@@ -24,11 +24,25 @@ PyObject* py_note(PyObject*, PyObject* arg) {
 }
 PyMethodDef note_def = {"note", py_note, METH_O, nullptr};
 
-void install_note() {
-    PyObject* fn = PyCFunction_New(&note_def, nullptr);
-    ASSERT_NE(fn, nullptr);
-    ASSERT_EQ(PyDict_SetItemString(PyEval_GetBuiltins(), "note", fn), 0);
-    Py_DECREF(fn);
+callback make_callback(const view& v, const char* src, const char* name);
+
+// A callback on an object whose __del__ notes the interpreter it runs in;
+// the callback holds the only reference.  Clears the notes.
+callback make_noting_callback(const view& v) {
+    {
+        scoped_enter in(v);
+        test::install_builtin(&note_def);
+    }
+    callback cb = make_callback(v, "class C:\n    def __call__(self):\n        return 1\n"
+                                   "    def __del__(self):\n        note(probe())\n"
+                                   "obj = C()\n", "obj");
+    {
+        scoped_enter in(v);
+        EXPECT_TRUE(test::exec("del obj"));
+    }
+    std::lock_guard<std::mutex> lk(notes_mu);
+    notes.clear();
+    return cb;
 }
 
 PyObject* global(const char* name) {
@@ -149,21 +163,7 @@ TEST(Callback, CreationNeedsAnAttachedThreadAndACallable) {
 
 TEST(Callback, FreeFromAnotherThreadReleasesTheReferenceInItsInterpreter) {
     view a = test::make_interp("cb_free");
-    {
-        scoped_enter in(a);
-        install_note();
-    }
-    callback cb = make_callback(a, "class C:\n    def __call__(self):\n        return 1\n"
-                                   "    def __del__(self):\n        note(probe())\n"
-                                   "obj = C()\n", "obj");
-    {
-        scoped_enter in(a);
-        ASSERT_TRUE(test::exec("del obj"));  // the callback holds the last reference
-    }
-    {
-        std::lock_guard<std::mutex> lk(notes_mu);
-        notes.clear();
-    }
+    callback cb = make_noting_callback(a);
     test::on_new_thread([&] { cb = callback(); });  // frees it on a foreign thread
     std::lock_guard<std::mutex> lk(notes_mu);
     ASSERT_EQ(notes.size(), 1u);
@@ -172,21 +172,7 @@ TEST(Callback, FreeFromAnotherThreadReleasesTheReferenceInItsInterpreter) {
 
 TEST(Callback, TeardownReleasesReferencesAndLaterCallsAreRefused) {
     view a = test::make_interp("cb_end");
-    {
-        scoped_enter in(a);
-        install_note();
-    }
-    callback cb = make_callback(a, "class C:\n    def __call__(self):\n        return 1\n"
-                                   "    def __del__(self):\n        note(probe())\n"
-                                   "obj = C()\n", "obj");
-    {
-        scoped_enter in(a);
-        ASSERT_TRUE(test::exec("del obj"));
-    }
-    {
-        std::lock_guard<std::mutex> lk(notes_mu);
-        notes.clear();
-    }
+    callback cb = make_noting_callback(a);
     ASSERT_EQ(a.end(), PYINTERP_OK);
     {
         std::lock_guard<std::mutex> lk(notes_mu);

@@ -5,31 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 
 #include "pyinterp/dispatch.hpp"
+#include "support.h"  // header-only parts: this binary has its own main()
 
 using pyinterp::scoped_enter;
 using pyinterp::view;
 
 namespace {
-
-struct latch {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool open = false;
-    void release() {
-        std::lock_guard<std::mutex> lk(mu);
-        open = true;
-        cv.notify_all();
-    }
-    void wait() {
-        std::unique_lock<std::mutex> lk(mu);
-        cv.wait(lk, [&] { return open; });
-    }
-};
 
 int64_t running_interp_id() { return PyInterpreterState_GetID(PyInterpreterState_Get()); }
 
@@ -76,7 +60,7 @@ TEST(ExtensionMode, PythonFinalizationTearsDownThreadsAndInterpreters) {
 
     // A foreign thread holds cached thread states for main and `a` and is
     // still alive when Python finalizes.
-    latch cached, finalized;
+    test::latch cached, finalized;
     std::atomic<int> after_enter{-100}, after_main{-100};
     std::thread t([&] {
         { scoped_enter in(m); }

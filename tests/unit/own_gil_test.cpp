@@ -31,20 +31,13 @@ PyObject* py_rendezvous(PyObject*, PyObject* arg) {
 }
 PyMethodDef rendezvous_def = {"rendezvous", py_rendezvous, METH_O, nullptr};
 
-void install_rendezvous() {
-    PyObject* fn = PyCFunction_New(&rendezvous_def, nullptr);
-    ASSERT_NE(fn, nullptr);
-    ASSERT_EQ(PyDict_SetItemString(PyEval_GetBuiltins(), "rendezvous", fn), 0);
-    Py_DECREF(fn);
-}
-
 // Two threads, each in its own interpreter, run Python that meets the other
 // inside rendezvous(); returns how many of the two met.
 int run_pair(const view& x, const view& y) {
     arrived[0] = arrived[1] = 0;
     for (const view* v : {&x, &y}) {
         scoped_enter in(*v);
-        install_rendezvous();
+        test::install_builtin(&rendezvous_def);
         EXPECT_TRUE(test::exec("def meet(i):\n    s = sum(k * k for k in range(10000))\n"
                                "    return rendezvous(i) and s > 0\n"));
     }

@@ -135,12 +135,16 @@ int64_t running_interp_id() {
     return PyInterpreterState_GetID(PyInterpreterState_Get());
 }
 
-void install_probe() {
-    PyObject* fn = PyCFunction_New(&probe_def, nullptr);
+void install_builtin(PyMethodDef* def) {
+    PyObject* fn = PyCFunction_New(def, nullptr);
     PyObject* builtins = PyEval_GetBuiltins();  // borrowed
     ASSERT_TRUE(fn != nullptr && builtins != nullptr);
-    ASSERT_EQ(PyDict_SetItemString(builtins, "probe", fn), 0);
+    ASSERT_EQ(PyDict_SetItemString(builtins, def->ml_name, fn), 0);
     Py_DECREF(fn);
+}
+
+void install_probe() {
+    install_builtin(&probe_def);
 }
 
 int count_tstates() {

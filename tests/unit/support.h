@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -49,6 +50,25 @@ int count_tstates();
 // Creates a shared-GIL subinterpreter with the probe installed, or fails the
 // test.
 pyinterp::view make_interp(const char* name, pyinterp_gil_mode gil = PYINTERP_GIL_SHARED);
+
+// Installs a C function into the current interpreter's builtins (GIL held).
+void install_builtin(PyMethodDef* def);
+
+// A one-shot gate threads wait on without holding any GIL.
+struct latch {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool open = false;
+    void release() {
+        std::lock_guard<std::mutex> lk(mu);
+        open = true;
+        cv.notify_all();
+    }
+    void wait() {
+        std::unique_lock<std::mutex> lk(mu);
+        cv.wait(lk, [&] { return open; });
+    }
+};
 
 // Runs `fn` on a new OS thread and joins it.
 template <class F>

@@ -18,22 +18,6 @@ int tstates_of(const view& v) {
     return in ? test::count_tstates() : -1;
 }
 
-// A latch a test thread can wait on without holding any GIL.
-struct latch {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool open = false;
-    void release() {
-        std::lock_guard<std::mutex> lk(mu);
-        open = true;
-        cv.notify_all();
-    }
-    void wait() {
-        std::unique_lock<std::mutex> lk(mu);
-        cv.wait(lk, [&] { return open; });
-    }
-};
-
 }  // namespace
 
 TEST(ThreadExit, DeletesCachedStatesOnItsOwnThread) {
@@ -64,7 +48,7 @@ TEST(ThreadExit, DeletesCachedStatesOnItsOwnThread) {
 TEST(Teardown, DeletesIdleCachedStatesOfLiveThreads) {
     view a = test::make_interp("idle_owner");
     view b = test::make_interp("idle_other");
-    latch ended, entered_once;
+    test::latch ended, entered_once;
     std::thread owner([&] {
         {
             scoped_enter in(a);  // caches a thread state for `a`, then idles
@@ -144,7 +128,7 @@ TEST(Teardown, CallsInFlightFinishAndLaterCallsAreRefused) {
 
 TEST(Teardown, BoundedWaitTimesOutThenEndsOnRetry) {
     view a = test::make_interp("slow");
-    latch inside, finish;
+    test::latch inside, finish;
     std::thread t([&] {
         scoped_enter in(a);
         ASSERT_TRUE(in);
@@ -218,7 +202,7 @@ TEST(Teardown, ThreadExitingWhileItsInterpreterEnds) {
     for (int round = 0; round < 5; ++round) {
         view a = test::make_interp(("race" + std::to_string(round)).c_str());
         std::vector<std::thread> threads;
-        latch go;
+        test::latch go;
         for (int t = 0; t < 4; ++t) {
             threads.emplace_back([&] {
                 { scoped_enter in(a); }
