@@ -14,7 +14,7 @@
 //   BM_NewTstatePerCall  PyThreadState_New ... PyThreadState_DeleteCurrent
 //                        every call
 //
-// The second group (Python 3.12+) runs CPU-bound pure-Python work on two
+// The second group (Python 3.12+) runs CPU-bound pure-Python work on one or two
 // threads, each in an interpreter of its own, with own GILs
 // (BM_OwnGilParallel) and with the shared GIL (BM_SharedGilParallel).
 //
@@ -30,6 +30,10 @@
 
 #include <cstdio>
 #include <thread>
+#include <atomic>
+#include <vector>
+#include <mutex>
+#include <condition_variable>
 
 #include "pyinterp/dispatch.hpp"
 
@@ -200,20 +204,60 @@ void bm_new_tstate_per_call(benchmark::State& state, const bench_fixture& fx) {
     }
 }
 
-// (5) CPU-bound work, thread index 0 in interpreter A, index 1 in B.  Items
-// processed make own-GIL and shared-GIL throughput comparable.
+// (5) CPU-bound work on `workers` threads, worker i in interpreter slots[i].
+//
+// One benchmark iteration hands a batch of calls to every worker and waits
+// for the slowest, so the time is the group's wall time.  (Google Benchmark's
+// own ->Threads(2) averages each thread's time; with one GIL, scheduling is
+// unfair, one thread finishes early, and that average flatters the shared
+// GIL by up to a third.)
 void bm_parallel(benchmark::State& state, const parallel_slot (&slots)[2]) {
-    const parallel_slot& slot = slots[state.thread_index() % 2];
-    const pyinterp_view* v = slot.interp.get();
-    if (const char* err = library_round_trip(v, slot.work)) state.SkipWithError(err);
-    for (auto _ : state) {
-        if (const char* err = library_round_trip(v, slot.work)) {
-            state.SkipWithError(err);
-            break;
-        }
+    constexpr int k_batch = 4;
+    const int workers = static_cast<int>(state.range(0));
+    std::mutex mu;
+    std::condition_variable cv;
+    long generation = 0;  // bumped to start a batch
+    int running = 0;      // workers still in the current batch
+    bool quit = false;
+    std::atomic<const char*> error{nullptr};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < workers; ++i) {
+        threads.emplace_back([&, i] {
+            const parallel_slot& slot = slots[i];
+            long seen = 0;
+            for (;;) {
+                {
+                    std::unique_lock<std::mutex> lk(mu);
+                    cv.wait(lk, [&] { return quit || generation != seen; });
+                    if (quit) break;
+                    seen = generation;
+                }
+                for (int k = 0; k < k_batch; ++k) {
+                    if (const char* err = library_round_trip(slot.interp.get(), slot.work)) error = err;
+                }
+                std::lock_guard<std::mutex> lk(mu);
+                if (--running == 0) cv.notify_all();
+            }
+            pyinterp_thread_release();
+        });
     }
-    state.SetItemsProcessed(state.iterations());
-    pyinterp_thread_release();
+    auto run_batch = [&] {
+        std::unique_lock<std::mutex> lk(mu);
+        running = workers;
+        ++generation;
+        cv.notify_all();
+        cv.wait(lk, [&] { return running == 0; });
+    };
+    run_batch();  // warm-up: every worker creates its cached thread state
+    for (auto _ : state) run_batch();
+    {
+        std::lock_guard<std::mutex> lk(mu);
+        quit = true;
+        cv.notify_all();
+    }
+    for (auto& t : threads) t.join();
+    if (const char* err = error.load()) state.SkipWithError(err);
+    state.SetItemsProcessed(state.iterations() * workers * k_batch);
 }
 
 // ------------------------------------------------------------ set-up, main
@@ -309,9 +353,9 @@ void register_benchmarks(const bench_fixture& fx) {
         return;
     }
     benchmark::RegisterBenchmark("BM_OwnGilParallel", [f](benchmark::State& s) { bm_parallel(s, f->own); })
-        ->Threads(2)->UseRealTime();
+        ->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
     benchmark::RegisterBenchmark("BM_SharedGilParallel", [f](benchmark::State& s) { bm_parallel(s, f->shared); })
-        ->Threads(2)->UseRealTime();
+        ->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
 }
 
 }  // namespace

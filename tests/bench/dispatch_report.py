@@ -60,11 +60,17 @@ def report(name, path):
         if lib and ens:
             out.append(f"| PyGILState_Ensure (no thread state) / library, {threads} thread(s) | "
                        f"{ns(ens) / ns(lib):.0f}× | |")
-    own = get("BM_OwnGilParallel/real_time/threads:2")
-    shared = get("BM_SharedGilParallel/real_time/threads:2")
+    own = get("BM_OwnGilParallel/threads:2/real_time")
+    shared = get("BM_SharedGilParallel/threads:2/real_time")
     if own and shared:
         out.append(f"| own-GIL / shared-GIL throughput, 2 threads | "
                    f"{own['items_per_second'] / shared['items_per_second']:.2f}× | ≥ 1.7× (3.13) |")
+    for kind in ("Own", "Shared"):
+        one = get(f"BM_{kind}GilParallel/threads:1/real_time")
+        two = get(f"BM_{kind}GilParallel/threads:2/real_time")
+        if one and two:
+            out.append(f"| {kind.lower()}-GIL throughput, 2 threads / 1 thread | "
+                       f"{two['items_per_second'] / one['items_per_second']:.2f}× | |")
     return "\n".join(out) + "\n"
 
 
