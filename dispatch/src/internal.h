@@ -68,6 +68,14 @@ struct interp_record {
     callback_node callbacks;              // sentinel of a circular list
     bool ender_active = false;            // an end() is in progress (under mu)
 
+    // A thread state no thread uses, created with the interpreter and deleted
+    // when it ends, so that the interpreter's thread list is never empty:
+    // CPython 3.11 aborts ("thread state already initialized") when a thread
+    // state is created for an interpreter that has none left, because
+    // new_threadstate() then reuses interp->_initial_thread without resetting
+    // it (fixed in 3.12).  nullptr for main in extension mode.
+    PyThreadState* keeper = nullptr;
+
     interp_record() { callbacks.next = callbacks.prev = &callbacks; }
     bool live() const noexcept { return state.load(std::memory_order_seq_cst) == interp_state::live; }
 };
@@ -115,9 +123,6 @@ void collect_holders(interp_record* r, std::vector<PyThreadState*>& others, PyTh
 // Under r->mu: true while some thread has an entry into `r` under way.
 bool holders_busy(const interp_record* r) noexcept;
 
-// Install `ts` as the calling thread's cached thread state for `r` (which
-// must not have one).  Used at creation for the interpreter's first tstate.
-int thread_adopt(interp_record* r, PyThreadState* ts) noexcept;
 
 // ----- runtime (runtime.cpp)
 

@@ -134,16 +134,30 @@ void mark_gone(interp_record* r) noexcept {
 }
 
 // Collect the thread states to delete, with r quiescent.  A thread state for
-// this thread is always returned in *mine (created if needed).
-int take_tstates(interp_record* r, std::vector<PyThreadState*>& others, PyThreadState** mine) noexcept {
+// this thread is always returned in *mine: the keeper if `use_keeper` (main
+// in host mode, ended on the thread that initialised Python: 3.13's
+// Py_FinalizeEx switches to that initial thread state, so it must survive
+// until then), else this thread's cached one, else a new one.
+int take_tstates(interp_record* r, std::vector<PyThreadState*>& others, PyThreadState** mine,
+                 bool use_keeper) noexcept {
     try {
         std::lock_guard<std::mutex> lk(r->mu);
         collect_holders(r, others, mine);
+        if (use_keeper && r->keeper != nullptr) {
+            if (*mine != nullptr) others.push_back(*mine);
+            *mine = r->keeper;
+            r->keeper = nullptr;
+        }
+        // Created while the keeper still holds the interpreter's thread list
+        // open (see interp_record::keeper).
+        if (*mine == nullptr) *mine = thread_new_unbound_tstate(r->interp);
+        if (*mine == nullptr) return PYINTERP_ERR_NOMEM;
+        if (r->keeper != nullptr) others.push_back(r->keeper);
+        r->keeper = nullptr;
     } catch (...) {
         return PYINTERP_ERR_NOMEM;
     }
-    if (*mine == nullptr) *mine = thread_new_unbound_tstate(r->interp);
-    return *mine != nullptr ? PYINTERP_OK : PYINTERP_ERR_NOMEM;
+    return PYINTERP_OK;
 }
 
 int end_main(interp_record* r, int timeout_ms) noexcept {
@@ -169,7 +183,7 @@ int end_main(interp_record* r, int timeout_ms) noexcept {
         mark_gone(r);
         return PYINTERP_OK;
     }
-    rc = take_tstates(r, others, &mine);
+    rc = take_tstates(r, others, &mine, R.host_mode);
     if (rc != PYINTERP_OK) return rc;
     PyEval_AcquireThread(mine);
     gilstate_bind(mine);
@@ -198,7 +212,7 @@ int end_record(interp_record* r, int timeout_ms) noexcept {
     int rc = quiesce(r, timeout_ms);
     std::vector<PyThreadState*> others;
     PyThreadState* mine = nullptr;
-    if (rc == PYINTERP_OK) rc = take_tstates(r, others, &mine);
+    if (rc == PYINTERP_OK) rc = take_tstates(r, others, &mine, false);
     if (rc != PYINTERP_OK) {
         if (rc != PYINTERP_ERR_TIMEOUT && rc != PYINTERP_ERR_GONE) {
             std::lock_guard<std::mutex> lk(r->mu);
@@ -296,19 +310,11 @@ int pyinterp_interp_create(const char* name, const pyinterp_interp_config* confi
     rec->interp = ts->interp;
     rec->id = PyInterpreterState_GetID(ts->interp);
     rec->own_gil = own;
-    // The interpreter's first thread state becomes this thread's cached one.
-    rc = thread_adopt(rec, ts);
+    // The interpreter's first thread state stays idle as its keeper; threads,
+    // this one included, enter through cached thread states of their own.
+    rec->keeper = ts;
     switch_tstate(main_ts);
     gilstate_bind(main_ts);
-    if (rc != PYINTERP_OK) {
-        // Cannot track it: end it again rather than leak an untracked tstate.
-        switch_tstate(ts);
-        Py_EndInterpreter(ts);
-        PyThreadState_Swap(main_ts);
-        leave(main_token);
-        record_unref(rec);
-        return rc;
-    }
     leave(main_token);
     try {
         std::lock_guard<std::mutex> lk(R.mu);

@@ -279,11 +279,11 @@ int pyinterp_initialize(const pyinterp_config* config) {
     }
     R.initialized.store(true);
     if (host) {
-        // Keep the initial thread state as this thread's cached one for main,
-        // unbound for PyGILState like every idle cached thread state, and
-        // return detached.
+        // Keep the initial thread state as main's keeper (see interp_record),
+        // unbound for PyGILState like every idle thread state of the library,
+        // and return detached.
         PyThreadState* ts = raw_current_tstate();  // the GIL holder: this thread
-        thread_adopt(main, ts);
+        main->keeper = ts;
         gilstate_bind(nullptr);
         PyEval_ReleaseThread(ts);
     } else {

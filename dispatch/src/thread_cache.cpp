@@ -356,18 +356,6 @@ PyThreadState* thread_new_unbound_tstate(PyInterpreterState* interp) noexcept {
     return new_unbound_tstate(interp);
 }
 
-int thread_adopt(interp_record* r, PyThreadState* ts) noexcept {
-    thread_cache* c = cache();
-    cached_tstate* e = c != nullptr ? new_entry(c) : nullptr;
-    if (e == nullptr) return PYINTERP_ERR_NOMEM;
-    e->record = r;
-    e->tstate = ts;
-    record_ref(r);
-    std::lock_guard<std::mutex> lk(r->mu);
-    link_holder(r, e);
-    return PYINTERP_OK;
-}
-
 int thread_release() noexcept {
     thread_cache* c = tls_cache;
     if (c == nullptr) return PYINTERP_OK;

@@ -53,6 +53,24 @@ TEST(Registry, InterpretersAreIsolated) {
     }
 }
 
+TEST(Registry, OutlivesTheThreadThatCreatedIt) {
+    // The creating thread exits (deleting its thread states); other threads
+    // then enter, and another ends it.  CPython 3.11 aborts if the
+    // interpreter is ever left without a thread state.
+    view a;
+    test::on_new_thread([&] {
+        a = test::make_interp("orphan");
+        pyinterp::scoped_enter in(a);
+        EXPECT_TRUE(test::exec("x = 41"));
+    });
+    test::on_new_thread([&] {
+        scoped_enter in(a);
+        ASSERT_TRUE(in);
+        EXPECT_EQ(test::eval_long("x + 1"), 42);
+    });
+    EXPECT_EQ(a.end(), PYINTERP_OK);
+}
+
 TEST(Registry, RejectsBadNamesAndDuplicates) {
     pyinterp_view* v = nullptr;
     EXPECT_EQ(pyinterp_interp_create(nullptr, nullptr, &v), PYINTERP_ERR_INVALID);

@@ -70,7 +70,7 @@ TEST(Teardown, DeletesIdleCachedStatesOfLiveThreads) {
         EXPECT_EQ(test::running_interp_id(), b.id());
     });
     entered_once.wait();
-    EXPECT_EQ(tstates_of(a), 2);  // this (creating) thread's and the owner's
+    EXPECT_EQ(tstates_of(a), 3);  // the interpreter's keeper, this thread's, the owner's
     EXPECT_EQ(a.end(), PYINTERP_OK);
     ended.release();
     owner.join();
