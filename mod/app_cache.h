@@ -1,0 +1,24 @@
+// Loading application scripts into an interpreter, and the per-interpreter
+// cache of loaded scripts (a dict in the private module's state, never a C
+// static).  A script is executed as a fresh module named after its path, the
+// way the reference server does; with reloading on, a script whose file
+// changed (mtime or size) is executed again on the next request.
+#pragma once
+
+#include <Python.h>
+#include <httpd.h>
+
+namespace pyinterp::mod {
+
+struct module_state;
+
+// Returns a new reference to `callable` from the script at `path`, loading
+// it first if needed (or, with `reload_if_changed`, if its file changed).
+// GIL held, inside the target interpreter; the GIL is released while
+// waiting for another thread that is loading a script.  Loads are logged at
+// info level against `s` naming `group`.  nullptr with an exception set on
+// failure (file missing, exception in the script, no such callable).
+PyObject* load_application(module_state* st, const char* path, const char* callable, bool reload_if_changed,
+                           server_rec* s, const char* group) noexcept;
+
+}  // namespace pyinterp::mod

@@ -1,0 +1,301 @@
+// Every PyInterp* directive.  Each handler checks its context first, then its
+// arguments; every error names the directive, so a bad value or an unknown
+// option fails `apachectl configtest` instead of a request later.  No Python
+// here (no GIL involved).
+#include "config.h"
+
+#include <apr_lib.h>
+#include <apr_file_info.h>
+#include <apr_strings.h>
+#include <http_log.h>
+
+#include <cstring>
+#include <new>
+
+APLOG_USE_MODULE(pyinterp);
+
+namespace pyinterp::mod {
+namespace {
+
+// The C++ view of httpd's command function pointer (see http_config.h: C++
+// compilers get the non-designated-initializer variant).
+template <typename F>
+cmd_func as_cmd(F f) noexcept {
+    // Through void(*)(): the documented way to say "this cast is intended".
+    return reinterpret_cast<cmd_func>(reinterpret_cast<void (*)()>(f));
+}
+
+template <typename T>
+T* pool_new(apr_pool_t* p) noexcept {
+    // Trivially destructible aggregates: the pool frees the memory.
+    return new (apr_pcalloc(p, sizeof(T))) T{};
+}
+
+const char* fail(cmd_parms* cmd, const char* fmt, const char* a = "", const char* b = "") noexcept {
+    return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", apr_psprintf(cmd->pool, fmt, a, b), nullptr);
+}
+
+bool is_identifier(const char* s) noexcept {
+    if (s == nullptr || !(apr_isalpha(*s) || *s == '_')) return false;
+    for (++s; *s; ++s)
+        if (!(apr_isalnum(*s) || *s == '_')) return false;
+    return true;
+}
+
+// Parses an application group value.  Returns nullptr or an error message.
+const char* parse_group(cmd_parms* cmd, const char* arg, group_spec* out) noexcept {
+    if (arg == nullptr || *arg == '\0')
+        return fail(cmd, "empty application group (use %%{GLOBAL} for the main interpreter)");
+    if (std::strncmp(arg, "%{", 2) == 0) {
+        if (std::strcmp(arg, "%{GLOBAL}") == 0) {
+            *out = {group_kind::global, nullptr};
+        } else if (std::strcmp(arg, "%{SERVER}") == 0) {
+            *out = {group_kind::server, nullptr};
+        } else if (std::strcmp(arg, "%{RESOURCE}") == 0) {
+            *out = {group_kind::resource, nullptr};
+        } else if (std::strncmp(arg, "%{ENV:", 6) == 0) {
+            size_t n = std::strlen(arg);
+            char* var = apr_pstrndup(cmd->pool, arg + 6, n > 7 ? n - 7 : 0);
+            if (arg[n - 1] != '}' || !is_identifier(var))
+                return fail(cmd, "bad application group '%s': %%{ENV:VAR} needs a variable name", arg);
+            *out = {group_kind::env, var};
+        } else {
+            return fail(cmd,
+                        "unknown application group '%s' (expected %%{GLOBAL}, %%{SERVER}, "
+                        "%%{RESOURCE}, %%{ENV:VAR} or a name)",
+                        arg);
+        }
+        return nullptr;
+    }
+    if (std::strlen(arg) > 200) return fail(cmd, "application group name longer than 200 bytes");
+    for (const char* c = arg; *c; ++c)
+        if (apr_iscntrl(*c) || *c == ' ')
+            return fail(cmd, "application group name '%s' contains a space or control character", arg);
+    *out = {group_kind::named, apr_pstrdup(cmd->pool, arg)};
+    return nullptr;
+}
+
+// Parses trailing key=value options of the alias and import directives.
+const char* parse_options(cmd_parms* cmd, int argc, char* const argv[], int first, group_spec* group,
+                          const char** callable) noexcept {
+    for (int i = first; i < argc; ++i) {
+        const char* eq = std::strchr(argv[i], '=');
+        if (eq == nullptr) return fail(cmd, "unexpected argument '%s' (options are key=value)", argv[i]);
+        const char* key = apr_pstrndup(cmd->temp_pool, argv[i], size_t(eq - argv[i]));
+        const char* value = eq + 1;
+        if (std::strcmp(key, "application-group") == 0) {
+            if (const char* err = parse_group(cmd, value, group)) return err;
+        } else if (std::strcmp(key, "callable") == 0) {
+            if (!is_identifier(value)) return fail(cmd, "callable '%s' is not a Python identifier", value);
+            *callable = apr_pstrdup(cmd->pool, value);
+        } else {
+            return fail(cmd, "unknown option '%s' (known: application-group, callable)", key);
+        }
+    }
+    return nullptr;
+}
+
+server_config* server_conf_of(cmd_parms* cmd) noexcept {
+    return static_cast<server_config*>(ap_get_module_config(cmd->server->module_config, &pyinterp_module));
+}
+
+const char* cmd_script_alias(cmd_parms* cmd, void*, int argc, char* const argv[]) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT)) return err;
+    if (argc < 2) return fail(cmd, "expects URL-path file-path [application-group=G] [callable=NAME]");
+    if (argv[0][0] != '/') return fail(cmd, "URL-path '%s' must start with '/'", argv[0]);
+    auto* alias = pool_new<script_alias>(cmd->pool);
+    char* url = apr_pstrdup(cmd->pool, argv[0]);
+    size_t n = std::strlen(url);
+    while (n > 0 && url[n - 1] == '/') url[--n] = '\0';
+    alias->url = url;
+    alias->path = ap_server_root_relative(cmd->pool, argv[1]);
+    if (alias->path == nullptr) return fail(cmd, "invalid file path '%s'", argv[1]);
+    if (const char* err = parse_options(cmd, argc, argv, 2, &alias->group, &alias->callable)) return err;
+    server_config* sc = server_conf_of(cmd);
+    for (int i = 0; i < sc->aliases->nelts; ++i) {
+        const auto* other = APR_ARRAY_IDX(sc->aliases, i, const script_alias*);
+        if (std::strcmp(other->url, alias->url) == 0)
+            return fail(cmd, "URL-path '%s' is already mapped in this server", argv[0]);
+    }
+    APR_ARRAY_PUSH(sc->aliases, const script_alias*) = alias;
+    return nullptr;
+}
+
+const char* cmd_import_script(cmd_parms* cmd, void*, int argc, char* const argv[]) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT)) return err;
+    if (argc < 2) return fail(cmd, "expects file application-group=G [callable=NAME]");
+    auto* imp = pool_new<import_script>(cmd->pool);
+    imp->path = ap_server_root_relative(cmd->pool, argv[0]);
+    if (imp->path == nullptr) return fail(cmd, "invalid file path '%s'", argv[0]);
+    if (const char* err = parse_options(cmd, argc, argv, 1, &imp->group, &imp->callable)) return err;
+    if (imp->group.kind == group_kind::unset) return fail(cmd, "application-group=G is required");
+    if (imp->group.kind == group_kind::resource || imp->group.kind == group_kind::env)
+        return fail(cmd, "application-group must be %%{GLOBAL}, %%{SERVER} or a name: "
+                         "%%{RESOURCE} and %%{ENV:...} depend on a request");
+    apr_finfo_t fi;
+    apr_status_t st = apr_stat(&fi, imp->path, APR_FINFO_TYPE, cmd->temp_pool);
+    if (st != APR_SUCCESS) {
+        char buf[128];
+        return fail(cmd, "cannot stat '%s': %s", imp->path, apr_strerror(st, buf, sizeof buf));
+    }
+    if (fi.filetype != APR_REG) return fail(cmd, "'%s' is not a regular file", imp->path);
+    imp->server = cmd->server;
+    APR_ARRAY_PUSH(server_conf_of(cmd)->imports, const import_script*) = imp;
+    return nullptr;
+}
+
+const char* cmd_python_path(cmd_parms* cmd, void*, const char* arg) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) return err;
+    if (*arg == '\0') return fail(cmd, "empty path");
+    server_config* sc = server_conf_of(cmd);
+    sc->python_path = sc->python_path ? apr_pstrcat(cmd->pool, sc->python_path, ":", arg, nullptr)
+                                      : apr_pstrdup(cmd->pool, arg);
+    return nullptr;
+}
+
+const char* cmd_python_home(cmd_parms* cmd, void*, const char* arg) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) return err;
+    server_config* sc = server_conf_of(cmd);
+    if (sc->python_home != nullptr) return fail(cmd, "may be given only once");
+    apr_finfo_t fi;
+    if (arg[0] != '/' || apr_stat(&fi, arg, APR_FINFO_TYPE, cmd->temp_pool) != APR_SUCCESS ||
+        fi.filetype != APR_DIR)
+        return fail(cmd, "'%s' is not an absolute path to an existing directory", arg);
+    sc->python_home = apr_pstrdup(cmd->pool, arg);
+    return nullptr;
+}
+
+const char* cmd_application_group(cmd_parms* cmd, void* dconf, const char* arg) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
+    return parse_group(cmd, arg, &static_cast<dir_config*>(dconf)->group);
+}
+
+const char* cmd_callable_object(cmd_parms* cmd, void* dconf, const char* arg) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
+    if (!is_identifier(arg)) return fail(cmd, "'%s' is not a Python identifier", arg);
+    static_cast<dir_config*>(dconf)->callable = apr_pstrdup(cmd->pool, arg);
+    return nullptr;
+}
+
+const char* cmd_script_reloading(cmd_parms* cmd, void* dconf, int on) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
+    static_cast<dir_config*>(dconf)->script_reloading = on ? 1 : 0;
+    return nullptr;
+}
+
+const char* cmd_pass_authorization(cmd_parms* cmd, void* dconf, int on) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
+    static_cast<dir_config*>(dconf)->pass_authorization = on ? 1 : 0;
+    return nullptr;
+}
+
+// The one merge rule for every setting: the more specific level wins when set.
+template <typename T>
+T pick(T base, T add, T unset) noexcept {
+    return add != unset ? add : base;
+}
+group_spec pick(group_spec base, group_spec add) noexcept {
+    return add.kind != group_kind::unset ? add : base;
+}
+
+}  // namespace
+
+const command_rec commands[] = {
+    AP_INIT_TAKE_ARGV("PyInterpScriptAlias", as_cmd(cmd_script_alias), nullptr, RSRC_CONF,
+                      "URL-path file-path [application-group=G] [callable=NAME]: serve a WSGI script"),
+    AP_INIT_TAKE1("PyInterpApplicationGroup", as_cmd(cmd_application_group), nullptr, RSRC_CONF | ACCESS_CONF,
+                  "%{GLOBAL}, %{SERVER}, %{RESOURCE} (default), %{ENV:VAR} or a name: the interpreter to use"),
+    AP_INIT_TAKE1("PyInterpCallableObject", as_cmd(cmd_callable_object), nullptr, RSRC_CONF | ACCESS_CONF,
+                  "name of the WSGI callable in the script (default: application)"),
+    AP_INIT_TAKE_ARGV("PyInterpImportScript", as_cmd(cmd_import_script), nullptr, RSRC_CONF,
+                      "file application-group=G [callable=NAME]: load a script when a child starts"),
+    AP_INIT_TAKE1("PyInterpPythonPath", as_cmd(cmd_python_path), nullptr, RSRC_CONF,
+                  "':'-separated directories added in front of sys.path in every interpreter"),
+    AP_INIT_TAKE1("PyInterpPythonHome", as_cmd(cmd_python_home), nullptr, RSRC_CONF,
+                  "Python home directory (sys.prefix) of the embedded interpreter"),
+    AP_INIT_FLAG("PyInterpScriptReloading", as_cmd(cmd_script_reloading), nullptr, RSRC_CONF | ACCESS_CONF,
+                 "On (default): reload a script whose file changed"),
+    AP_INIT_FLAG("PyInterpPassAuthorization", as_cmd(cmd_pass_authorization), nullptr, RSRC_CONF | ACCESS_CONF,
+                 "On: pass the Authorization header to the application as HTTP_AUTHORIZATION"),
+    {nullptr, {nullptr}, nullptr, 0, RAW_ARGS, nullptr},
+};
+
+void* create_dir_config(apr_pool_t* p, char*) noexcept {
+    return pool_new<dir_config>(p);
+}
+
+void* merge_dir_config(apr_pool_t* p, void* base_v, void* add_v) noexcept {
+    const auto* base = static_cast<const dir_config*>(base_v);
+    const auto* add = static_cast<const dir_config*>(add_v);
+    auto* out = pool_new<dir_config>(p);
+    out->group = pick(base->group, add->group);
+    out->callable = pick<const char*>(base->callable, add->callable, nullptr);
+    out->script_reloading = pick(base->script_reloading, add->script_reloading, -1);
+    out->pass_authorization = pick(base->pass_authorization, add->pass_authorization, -1);
+    return out;
+}
+
+void* create_server_config(apr_pool_t* p, server_rec*) noexcept {
+    auto* sc = pool_new<server_config>(p);
+    sc->aliases = apr_array_make(p, 4, sizeof(const script_alias*));
+    sc->imports = apr_array_make(p, 2, sizeof(const import_script*));
+    return sc;
+}
+
+void* merge_server_config(apr_pool_t* p, void* base_v, void* add_v) noexcept {
+    const auto* base = static_cast<const server_config*>(base_v);
+    const auto* add = static_cast<const server_config*>(add_v);
+    auto* out = pool_new<server_config>(p);
+    // A virtual host's own aliases first, then the main server's.
+    out->aliases = apr_array_append(p, add->aliases, base->aliases);
+    // Imports are not inherited: child_init walks every server's own list.
+    out->imports = add->imports;
+    out->python_path = pick<const char*>(base->python_path, add->python_path, nullptr);
+    out->python_home = pick<const char*>(base->python_home, add->python_home, nullptr);
+    return out;
+}
+
+const server_config& server_settings(const server_rec* s) noexcept {
+    return *static_cast<const server_config*>(ap_get_module_config(s->module_config, &pyinterp_module));
+}
+
+const dir_config& dir_settings(const request_rec* r) noexcept {
+    return *static_cast<const dir_config*>(ap_get_module_config(r->per_dir_config, &pyinterp_module));
+}
+
+request_settings effective_settings(const request_rec* r, const script_alias* alias) noexcept {
+    const dir_config& d = dir_settings(r);
+    request_settings out;
+    out.group = alias != nullptr ? pick(d.group, alias->group) : d.group;
+    if (out.group.kind == group_kind::unset) out.group.kind = group_kind::resource;
+    out.callable = alias != nullptr && alias->callable != nullptr ? alias->callable
+                   : d.callable != nullptr                        ? d.callable
+                                                                  : k_default_callable;
+    out.script_reloading = d.script_reloading < 0 ? k_default_script_reloading : d.script_reloading != 0;
+    out.pass_authorization = d.pass_authorization < 0 ? k_default_pass_authorization : d.pass_authorization != 0;
+    return out;
+}
+
+const script_alias* matched_alias(const request_rec* r) noexcept {
+    return static_cast<const script_alias*>(ap_get_module_config(r->request_config, &pyinterp_module));
+}
+
+void set_matched_alias(request_rec* r, const script_alias* alias) noexcept {
+    ap_set_module_config(r->request_config, &pyinterp_module, const_cast<script_alias*>(alias));
+}
+
+const script_alias* find_alias(const request_rec* r, const char** rest) noexcept {
+    if (r->uri == nullptr || r->uri[0] != '/') return nullptr;
+    const apr_array_header_t* aliases = server_settings(r->server).aliases;
+    for (int i = 0; i < aliases->nelts; ++i) {
+        const auto* alias = APR_ARRAY_IDX(aliases, i, const script_alias*);
+        size_t n = std::strlen(alias->url);
+        if (std::strncmp(r->uri, alias->url, n) == 0 && (r->uri[n] == '\0' || r->uri[n] == '/')) {
+            *rest = r->uri + n;
+            return alias;
+        }
+    }
+    return nullptr;
+}
+
+}  // namespace pyinterp::mod

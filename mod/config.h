@@ -1,0 +1,98 @@
+// Every PyInterp* directive: the configuration structures, their creation
+// and merging, the command table and typed getters.  Nothing here touches
+// Python; everything runs at configuration time or reads finished
+// configuration, so no GIL is involved anywhere in config.{h,cpp}.
+#pragma once
+
+#include <httpd.h>
+#include <http_config.h>
+
+namespace pyinterp::mod {
+
+// How an application group (a Python interpreter) is chosen for a request.
+enum class group_kind {
+    unset = 0,  // not configured at this level: inherit
+    global,     // %{GLOBAL}: the main interpreter
+    server,     // %{SERVER}: one per virtual host
+    resource,   // %{RESOURCE}: one per virtual host and script (the default)
+    env,        // %{ENV:VAR}: named by a request environment variable
+    named,      // a literal group name
+};
+
+struct group_spec {
+    group_kind kind = group_kind::unset;
+    const char* value = nullptr;  // the variable (env) or the name (named)
+};
+
+// One PyInterpScriptAlias.
+struct script_alias {
+    const char* url = nullptr;       // URL prefix without trailing '/' ("" for "/")
+    const char* path = nullptr;      // absolute script file or directory of scripts
+    group_spec group;                // unset: the directory configuration decides
+    const char* callable = nullptr;  // nullptr: the directory configuration decides
+};
+
+// One PyInterpImportScript: loaded into its group at child start.
+struct import_script {
+    const char* path = nullptr;      // absolute script file
+    group_spec group;                // global or named (checked at parse time)
+    const char* callable = nullptr;  // nullptr: the server's default
+    server_rec* server = nullptr;    // where it was configured
+};
+
+// Per-server (virtual host) settings.
+struct server_config {
+    apr_array_header_t* aliases = nullptr;  // of script_alias
+    apr_array_header_t* imports = nullptr;  // of import_script (main server)
+    const char* python_path = nullptr;      // main server only, ':'-separated
+    const char* python_home = nullptr;      // main server only
+};
+
+// Per-directory settings (also valid at server level).  Unset values are
+// nullptr / -1 and resolve through the documented defaults below.
+struct dir_config {
+    group_spec group;
+    const char* callable = nullptr;
+    int script_reloading = -1;
+    int pass_authorization = -1;
+};
+
+// Defaults applied where nothing is configured.
+inline constexpr const char* k_default_callable = "application";
+inline constexpr bool k_default_script_reloading = true;
+inline constexpr bool k_default_pass_authorization = false;
+
+// The handler name PyInterpScriptAlias sets; usable with SetHandler/AddHandler.
+inline constexpr const char* k_handler_name = "pyinterp-script";
+
+// httpd callbacks for the module struct.
+void* create_dir_config(apr_pool_t* p, char* dir) noexcept;
+void* merge_dir_config(apr_pool_t* p, void* base, void* add) noexcept;
+void* create_server_config(apr_pool_t* p, server_rec* s) noexcept;
+void* merge_server_config(apr_pool_t* p, void* base, void* add) noexcept;
+extern const command_rec commands[];
+
+// Typed getters.
+const server_config& server_settings(const server_rec* s) noexcept;
+const dir_config& dir_settings(const request_rec* r) noexcept;
+
+// The effective settings for one request: the matched alias's options win
+// over the directory configuration, which wins over the defaults.
+struct request_settings {
+    group_spec group;               // never unset
+    const char* callable;           // never nullptr
+    bool script_reloading;
+    bool pass_authorization;
+};
+request_settings effective_settings(const request_rec* r, const script_alias* alias) noexcept;
+
+// The alias that translate_name matched for this request, or nullptr.
+const script_alias* matched_alias(const request_rec* r) noexcept;
+void set_matched_alias(request_rec* r, const script_alias* alias) noexcept;
+
+// Match r->uri against the server's aliases (first configured wins, like
+// mod_alias).  Returns the alias and sets *rest to the part of the URI after
+// the alias's URL prefix (empty or starting with '/').
+const script_alias* find_alias(const request_rec* r, const char** rest) noexcept;
+
+}  // namespace pyinterp::mod

@@ -1,0 +1,240 @@
+// Error-log streams (see log_stream.h).  All functions: GIL held.
+#include "log_stream.h"
+
+#include <http_log.h>
+
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "py_compat.h"
+#include "pymodule.h"
+
+APLOG_USE_MODULE(pyinterp);
+
+namespace pyinterp::mod {
+namespace {
+
+// httpd cuts error-log lines at about 8 KiB; split long output earlier.
+constexpr size_t k_max_line = 4000;
+
+struct log_object {
+    PyObject_HEAD
+    request_rec* r;
+    server_rec* s;
+    int level;
+    const char* tag;
+    std::string* pending;  // bytes of an incomplete line
+};
+
+log_object* as_log(PyObject* o) noexcept {
+    return reinterpret_cast<log_object*>(o);
+}
+
+void emit(const log_object* self, const char* data, size_t n) noexcept {
+    while (n > 0 && (data[n - 1] == '\r')) --n;
+    int len = static_cast<int>(n);
+    if (self->r != nullptr)
+        ap_log_rerror(APLOG_MARK, self->level, 0, self->r, "%s%.*s", self->tag, len, data);
+    else
+        ap_log_error(APLOG_MARK, self->level, 0, self->s, "%s%.*s", self->tag, len, data);
+}
+
+// Logs every complete line of `pending`; with `all`, the rest too.
+void drain(log_object* self, bool all) noexcept {
+    std::string& buf = *self->pending;
+    size_t start = 0;
+    for (;;) {
+        size_t nl = buf.find('\n', start);
+        if (nl == std::string::npos) {
+            if (buf.size() - start >= k_max_line || (all && buf.size() > start)) {
+                emit(self, buf.data() + start, buf.size() - start);
+                start = buf.size();
+            }
+            break;
+        }
+        while (nl - start > k_max_line) {
+            emit(self, buf.data() + start, k_max_line);
+            start += k_max_line;
+        }
+        emit(self, buf.data() + start, nl - start);
+        start = nl + 1;
+    }
+    buf.erase(0, start);
+}
+
+PyObject* py_log_write(PyObject* self_o, PyObject* arg) {
+    log_object* self = as_log(self_o);
+    if (!PyUnicode_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "write() argument must be str, not %.100s", Py_TYPE(arg)->tp_name);
+        return nullptr;
+    }
+    PyObject* bytes = PyUnicode_AsEncodedString(arg, "utf-8", "backslashreplace");
+    if (bytes == nullptr) return nullptr;
+    try {
+        self->pending->append(PyBytes_AS_STRING(bytes), size_t(PyBytes_GET_SIZE(bytes)));
+    } catch (...) {
+        Py_DECREF(bytes);
+        return PyErr_NoMemory();
+    }
+    Py_DECREF(bytes);
+    drain(self, false);
+    return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
+}
+
+PyObject* py_log_writelines(PyObject* self, PyObject* lines) {
+    PyObject* it = PyObject_GetIter(lines);
+    if (it == nullptr) return nullptr;
+    while (PyObject* line = PyIter_Next(it)) {
+        PyObject* res = py_log_write(self, line);
+        Py_DECREF(line);
+        if (res == nullptr) {
+            Py_DECREF(it);
+            return nullptr;
+        }
+        Py_DECREF(res);
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return nullptr;
+    Py_RETURN_NONE;
+}
+
+PyObject* py_log_flush(PyObject* self, PyObject*) {
+    drain(as_log(self), true);
+    Py_RETURN_NONE;
+}
+
+PyObject* py_log_false(PyObject*, PyObject*) {
+    Py_RETURN_FALSE;
+}
+
+PyObject* py_log_true(PyObject*, PyObject*) {
+    Py_RETURN_TRUE;
+}
+
+PyObject* py_log_fileno(PyObject*, PyObject*) {
+    PyErr_SetString(PyExc_OSError, "the error log stream has no file descriptor");
+    return nullptr;
+}
+
+PyObject* py_log_get_encoding(PyObject*, void*) {
+    return PyUnicode_FromString("utf-8");
+}
+
+PyObject* py_log_get_errors(PyObject*, void*) {
+    return PyUnicode_FromString("backslashreplace");
+}
+
+PyObject* py_log_get_closed(PyObject*, void*) {
+    Py_RETURN_FALSE;
+}
+
+void py_log_dealloc(PyObject* self_o) {
+    log_object* self = as_log(self_o);
+    PyTypeObject* type = Py_TYPE(self_o);
+    if (self->pending != nullptr) {
+        drain(self, true);
+        delete self->pending;
+    }
+    type->tp_free(self_o);
+    Py_DECREF(type);
+}
+
+PyMethodDef log_methods[] = {
+    {"write", py_log_write, METH_O, "Write text to the error log (complete lines are logged)."},
+    {"writelines", py_log_writelines, METH_O, "Write each string of an iterable."},
+    {"flush", py_log_flush, METH_NOARGS, "Log any incomplete line."},
+    {"close", py_log_flush, METH_NOARGS, "Flush; the stream stays usable."},
+    {"isatty", py_log_false, METH_NOARGS, nullptr},
+    {"readable", py_log_false, METH_NOARGS, nullptr},
+    {"seekable", py_log_false, METH_NOARGS, nullptr},
+    {"writable", py_log_true, METH_NOARGS, nullptr},
+    {"fileno", py_log_fileno, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef log_getset[] = {
+    {"encoding", py_log_get_encoding, nullptr, nullptr, nullptr},
+    {"errors", py_log_get_errors, nullptr, nullptr, nullptr},
+    {"closed", py_log_get_closed, nullptr, nullptr, nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyType_Slot log_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(py_log_dealloc)},
+    {Py_tp_methods, log_methods},
+    {Py_tp_getset, log_getset},
+    {Py_tp_doc, const_cast<char*>("A text stream writing to httpd's error log.")},
+    {0, nullptr},
+};
+
+}  // namespace
+
+PyType_Spec log_type_spec = {
+    "_pyinterp.Log",
+    sizeof(log_object),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    log_slots,
+};
+
+PyObject* log_stream_new(module_state* st, request_rec* r, server_rec* s, int level, const char* tag) noexcept {
+    auto* self = PyObject_New(log_object, st->log_type);
+    if (self == nullptr) return nullptr;
+    self->r = r;
+    self->s = s;
+    self->level = level;
+    self->tag = tag;
+    self->pending = new (std::nothrow) std::string;
+    if (self->pending == nullptr) {
+        Py_DECREF(self);
+        return PyErr_NoMemory();
+    }
+    return reinterpret_cast<PyObject*>(self);
+}
+
+void log_stream_detach(PyObject* stream) noexcept {
+    if (stream == nullptr) return;
+    log_object* self = as_log(stream);
+    drain(self, true);
+    if (self->r != nullptr) self->s = self->r->server;
+    self->r = nullptr;
+}
+
+void log_python_exception(request_rec* r, server_rec* s, const char* what) noexcept {
+    PyObject* exc = compat::take_exception();
+    if (exc == nullptr) return;
+    if (r != nullptr) ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s", what);
+    else ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "%s", what);
+    PyObject* text = nullptr;
+    if (PyObject* tb = PyImport_ImportModule("traceback")) {
+        PyObject* lines = PyObject_CallMethod(tb, "format_exception", "O", exc);
+        if (lines != nullptr) {
+            PyObject* empty = PyUnicode_FromString("");
+            text = empty ? PyUnicode_Join(empty, lines) : nullptr;
+            Py_XDECREF(empty);
+            Py_DECREF(lines);
+        }
+        Py_DECREF(tb);
+    }
+    if (text == nullptr) {
+        PyErr_Clear();
+        text = PyObject_Str(exc);
+    }
+    const char* utf8 = text ? PyUnicode_AsUTF8(text) : nullptr;
+    if (utf8 == nullptr) {
+        PyErr_Clear();
+        utf8 = "(the exception could not be formatted)";
+    }
+    for (const char* p = utf8; *p;) {
+        const char* nl = std::strchr(p, '\n');
+        int len = nl ? int(nl - p) : int(std::strlen(p));
+        if (r != nullptr) ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "PYI0310: %.*s", len, p);
+        else ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PYI0310: %.*s", len, p);
+        p += len + (nl ? 1 : 0);
+    }
+    Py_XDECREF(text);
+    Py_DECREF(exc);
+}
+
+}  // namespace pyinterp::mod

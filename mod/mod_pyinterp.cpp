@@ -1,0 +1,78 @@
+// mod_pyinterp: WSGI applications in Python interpreters ("application
+// groups") inside httpd.  This file holds only the module structure and the
+// hooks; directives live in config.cpp, the request path in request.cpp,
+// Python's lifetime in runtime.cpp and the WSGI protocol in wsgi_*.cpp.
+// Hooks are noexcept and run detached from Python (no GIL held).
+#include <Python.h>
+
+#include <httpd.h>
+#include <http_config.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <http_request.h>
+
+#include <cstring>
+
+#include "config.h"
+#include "protocol.h"
+#include "request.h"
+#include "runtime.h"
+
+APLOG_USE_MODULE(pyinterp);
+
+namespace pyinterp::mod {
+namespace {
+
+int hook_translate_name(request_rec* r) noexcept {
+    return translate_script_alias(r);
+}
+
+int hook_handler(request_rec* r) noexcept {
+    if (r->handler == nullptr || std::strcmp(r->handler, k_handler_name) != 0) return DECLINED;
+    return serve_request(r, wsgi_protocol);  // noexcept all the way down
+}
+
+// post_config runs in the parent: it only checks and reports, Python is
+// started in each child.
+int hook_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t* ptemp, server_rec* s) noexcept {
+    for (server_rec* vs = s; vs != nullptr; vs = vs->next) {
+        const apr_array_header_t* aliases = server_settings(vs).aliases;
+        for (int i = 0; i < aliases->nelts; ++i) {
+            const auto* alias = APR_ARRAY_IDX(aliases, i, const script_alias*);
+            apr_finfo_t fi;
+            if (apr_stat(&fi, alias->path, APR_FINFO_TYPE, ptemp) != APR_SUCCESS)
+                ap_log_error(APLOG_MARK, APLOG_WARNING, 0, vs,
+                             "PYI0003: PyInterpScriptAlias %s: '%s' does not exist (yet)",
+                             *alias->url ? alias->url : "/", alias->path);
+        }
+    }
+    return OK;
+}
+
+void hook_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
+    runtime_child_init(pchild, s);
+}
+
+void register_hooks(apr_pool_t*) noexcept {
+    static const char* const before_alias[] = {"mod_alias.c", "mod_userdir.c", nullptr};
+    ap_hook_translate_name(hook_translate_name, nullptr, before_alias, APR_HOOK_MIDDLE);
+    ap_hook_handler(hook_handler, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_post_config(hook_post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_child_init(hook_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
+}
+
+}  // namespace
+}  // namespace pyinterp::mod
+
+// A global-namespace variable: its symbol is plain `pyinterp_module`, the
+// name LoadModule looks up, and the only symbol the version script exports.
+__attribute__((visibility("default"))) module AP_MODULE_DECLARE_DATA pyinterp_module = {
+    STANDARD20_MODULE_STUFF,
+    pyinterp::mod::create_dir_config,
+    pyinterp::mod::merge_dir_config,
+    pyinterp::mod::create_server_config,
+    pyinterp::mod::merge_server_config,
+    pyinterp::mod::commands,
+    pyinterp::mod::register_hooks,
+    AP_MODULE_FLAG_NONE,
+};

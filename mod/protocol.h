@@ -1,0 +1,39 @@
+// The protocol behind the module's handler, as a small function table (the
+// way NGINX Unit separates its language modules from the protocol): the
+// generic request path (request.cpp) finds the script and its interpreter,
+// enters it, and hands over to a protocol.  WSGI is the only one today.
+#pragma once
+
+#include <Python.h>
+#include <httpd.h>
+
+#include <cstdint>
+
+namespace pyinterp::mod {
+
+struct module_state;
+
+// What the generic request path resolved for one request.
+struct request_target {
+    const char* script = nullptr;       // the script file (r->filename)
+    const char* script_name = nullptr;  // URL prefix that selected it (SCRIPT_NAME)
+    const char* path_info = nullptr;    // rest of the URL path (PATH_INFO)
+    const char* group = nullptr;        // application group ("" is %{GLOBAL})
+    const char* interpreter = nullptr;  // the interpreter's name in the dispatch library
+    int64_t interpreter_id = 0;         // CPython's interpreter id (0: main)
+    const char* callable = nullptr;     // name of the application object
+    bool script_reloading = false;
+    bool pass_authorization = false;
+};
+
+struct protocol {
+    const char* name;
+    // Serves `r` with the application of `t`.  Called inside the target
+    // interpreter with its GIL held; returns with it held.  Returns OK, or
+    // an HTTP error status when nothing was sent to the client.
+    int (*serve)(request_rec* r, const request_target& t, module_state* st) noexcept;
+};
+
+extern const protocol wsgi_protocol;
+
+}  // namespace pyinterp::mod

@@ -1,0 +1,17 @@
+// The WSGI environ of a request: the CGI variables (httpd's common variables
+// plus the request line's), SCRIPT_NAME/PATH_INFO split at the script,
+// HTTP_* headers, the wsgi.* keys and a few pyinterp.* keys.  GIL held.
+#pragma once
+
+#include <Python.h>
+
+namespace pyinterp::mod {
+
+struct request_target;
+struct wsgi_request;
+
+// A new environ dict, or nullptr with an exception set.  Adds httpd's CGI
+// variables to r->subprocess_env as a side effect (as mod_cgi does).
+PyObject* environ_new(wsgi_request* q, const request_target& t, PyObject* input, PyObject* errors) noexcept;
+
+}  // namespace pyinterp::mod

@@ -1,0 +1,188 @@
+// The WSGI protocol: call the application, send what it returns, call its
+// close() on every path, and turn every failure into either a clean 500 (when
+// nothing was sent yet) or a cut connection (when headers are out), with the
+// traceback in the error log and never in the response.  All functions: GIL
+// of the target interpreter held; it is released around network I/O only.
+#include <Python.h>
+
+#include <apr_strings.h>
+#include <httpd.h>
+#include <http_log.h>
+#include <http_protocol.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app_cache.h"
+#include "log_stream.h"
+#include "protocol.h"
+#include "py_compat.h"
+#include "pymodule.h"
+#include "wsgi_environ.h"
+#include "wsgi_file_wrapper.h"
+#include "wsgi_input.h"
+#include "wsgi_request.h"
+#include "wsgi_response.h"
+#include "wsgi_start_response.h"
+
+APLOG_USE_MODULE(pyinterp);
+
+namespace pyinterp::mod {
+namespace {
+
+// Sends a wsgi.file_wrapper over a real regular file as one file bucket.
+// Returns false (no exception) when the object does not qualify, so the
+// caller iterates it instead.
+bool send_wrapped_file(wsgi_request* q, PyObject* filelike, send_status* out) noexcept {
+    int fd = PyObject_AsFileDescriptor(filelike);
+    if (fd < 0) {
+        PyErr_Clear();
+        return false;
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) return false;
+    apr_off_t offset = -1;
+    if (PyObject_HasAttrString(filelike, "tell")) {
+        // The logical position of a buffered Python file, not the fd's.
+        PyObject* pos = PyObject_CallMethod(filelike, "tell", nullptr);
+        offset = pos ? PyLong_AsLongLong(pos) : -1;
+        Py_XDECREF(pos);
+        if (offset < 0) PyErr_Clear();
+    }
+    if (offset < 0) offset = lseek(fd, 0, SEEK_CUR);
+    if (offset < 0) return false;
+    apr_off_t length = sb.st_size > offset ? sb.st_size - offset : 0;
+    *out = response_send_file(q, fd, offset, length);
+    return true;
+}
+
+// Sends the body items of `result`.  Returns false with an exception set.
+bool send_body(wsgi_request* q, PyObject* result) noexcept {
+    if (PyObject* filelike = file_wrapper_filelike(q->state, result)) {
+        send_status st;
+        if (send_wrapped_file(q, filelike, &st)) return st != send_status::error;
+    }
+    // A list or tuple is complete already: let httpd coalesce its items.
+    bool complete = PyList_CheckExact(result) || PyTuple_CheckExact(result);
+    PyObject* it = PyObject_GetIter(result);
+    if (it == nullptr) return false;
+    bool ok = true;
+    while (PyObject* item = PyIter_Next(it)) {
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "the application yielded %.100s; response body items must be bytes",
+                         Py_TYPE(item)->tp_name);
+            Py_DECREF(item);
+            ok = false;
+            break;
+        }
+        send_status st = response_write(q, PyBytes_AS_STRING(item), size_t(PyBytes_GET_SIZE(item)), !complete);
+        Py_DECREF(item);
+        if (st == send_status::error) {
+            ok = false;
+            break;
+        }
+        if (st == send_status::client_gone) break;
+    }
+    if (ok && PyErr_Occurred()) ok = false;
+    Py_DECREF(it);
+    return ok;
+}
+
+// Calls result.close() if it has one.  Keeps the first exception: an
+// exception from close() is returned in *first if none was pending, else
+// logged on its own.
+void close_result(wsgi_request* q, PyObject* result, PyObject** first) noexcept {
+    PyObject* close = PyObject_GetAttrString(result, "close");
+    if (close == nullptr) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject* res = PyObject_CallNoArgs(close);
+    Py_DECREF(close);
+    if (res != nullptr) {
+        Py_DECREF(res);
+        return;
+    }
+    if (*first == nullptr) *first = compat::take_exception();
+    else log_python_exception(q->r, nullptr, "PYI0703: the application's close() raised too");
+}
+
+// Reports the application's exception and decides the request's status.
+int report(wsgi_request* q, PyObject* exc, const request_target& t) noexcept {
+    request_rec* r = q->r;
+    if (q->client_gone) {
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "PYI0704: client went away during '%s'; the application's exception is dropped", t.script);
+        Py_DECREF(exc);
+        return OK;
+    }
+    compat::restore_exception(exc);
+    log_python_exception(r, nullptr,
+                         apr_psprintf(r->pool, "PYI0702: exception in the WSGI application of '%s'%s", t.script,
+                                      q->headers_sent ? " after its headers were sent; connection cut" : ""));
+    if (!q->headers_sent) return HTTP_INTERNAL_SERVER_ERROR;
+    response_abort(q);
+    return OK;
+}
+
+// Drains a request body the application did not read, GIL released, so
+// the connection can serve its next request.
+void discard_body(wsgi_request* q) noexcept {
+    if (q->input_eof || q->input_failed) return;
+    request_rec* r = q->r;
+    Py_BEGIN_ALLOW_THREADS
+    ap_discard_request_body(r);
+    Py_END_ALLOW_THREADS
+}
+
+int serve(request_rec* r, const request_target& t, module_state* st) noexcept {
+    PyObject* app = load_application(st, t.script, t.callable, t.script_reloading, r->server, t.group);
+    if (app == nullptr) {
+        log_python_exception(r, nullptr, apr_psprintf(r->pool, "PYI0701: cannot load WSGI script '%s'", t.script));
+        return HTTP_INTERNAL_SERVER_ERROR;
+    }
+    wsgi_request q;
+    q.r = r;
+    q.state = st;
+    q.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    PyObject* input = input_new(st, &q);
+    PyObject* errors = input ? log_stream_new(st, r, nullptr, APLOG_ERR, "PYI0300: wsgi.errors: ") : nullptr;
+    PyObject* start = errors ? start_response_new(st, &q) : nullptr;
+    PyObject* environ = start ? environ_new(&q, t, input, errors) : nullptr;
+    int rc = OK;
+    if (environ == nullptr) {
+        log_python_exception(r, nullptr, "PYI0705: cannot build the WSGI environ");
+        rc = HTTP_INTERNAL_SERVER_ERROR;
+    } else {
+        PyObject* exc = nullptr;
+        PyObject* result = PyObject_CallFunctionObjArgs(app, environ, start, nullptr);
+        if (result == nullptr) {
+            exc = compat::take_exception();
+        } else {
+            if (!send_body(&q, result)) exc = compat::take_exception();
+            close_result(&q, result, &exc);
+            Py_DECREF(result);
+            if (exc == nullptr && response_finish(&q) == send_status::error) exc = compat::take_exception();
+        }
+        if (exc != nullptr) rc = report(&q, exc, t);
+    }
+    input_detach(input);
+    start_response_detach(start);
+    log_stream_detach(errors);
+    Py_XDECREF(environ);
+    Py_XDECREF(start);
+    Py_XDECREF(errors);
+    Py_XDECREF(input);
+    Py_CLEAR(q.status);
+    Py_CLEAR(q.headers);
+    Py_DECREF(app);
+    if (rc == OK) discard_body(&q);
+    return rc;
+}
+
+}  // namespace
+
+const protocol wsgi_protocol = {"wsgi", serve};
+
+}  // namespace pyinterp::mod

@@ -1,0 +1,173 @@
+// Response writing (see wsgi_response.h).  All functions: GIL held,
+// released around ap_pass_brigade.
+#include "wsgi_response.h"
+
+#include <httpd.h>
+#include <apr_buckets.h>
+#include <apr_file_io.h>
+#include <apr_portable.h>
+#include <apr_strings.h>
+#include <http_core.h>
+#include <http_log.h>
+#include <http_protocol.h>
+#include <util_filter.h>
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "wsgi_request.h"
+
+APLOG_USE_MODULE(pyinterp);
+
+namespace pyinterp::mod {
+namespace {
+
+// A str validated by start_response (code points < 256) as a pool string.
+const char* latin1(PyObject* str, apr_pool_t* p) noexcept {
+    PyObject* b = PyUnicode_AsLatin1String(str);
+    if (b == nullptr) return nullptr;
+    const char* out = apr_pstrmemdup(p, PyBytes_AS_STRING(b), size_t(PyBytes_GET_SIZE(b)));
+    Py_DECREF(b);
+    return out;
+}
+
+// Moves the status and headers start_response recorded into the request.
+// Returns false with an exception set.
+bool apply_headers(wsgi_request* q) noexcept {
+    request_rec* r = q->r;
+    if (q->status == nullptr) {
+        PyErr_SetString(PyExc_RuntimeError, "start_response() was not called before the response body or the end of the application");
+        return false;
+    }
+    const char* status = latin1(q->status, r->pool);
+    if (status == nullptr) return false;
+    r->status = int(apr_atoi64(status));
+    r->status_line = status;
+    Py_ssize_t n = PyList_GET_SIZE(q->headers);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* item = PyList_GET_ITEM(q->headers, i);
+        const char* name = latin1(PyTuple_GET_ITEM(item, 0), r->pool);
+        const char* value = name ? latin1(PyTuple_GET_ITEM(item, 1), r->pool) : nullptr;
+        if (value == nullptr) return false;
+        if (strcasecmp(name, "Content-Type") == 0) {
+            ap_set_content_type(r, value);
+        } else if (strcasecmp(name, "Content-Length") == 0) {
+            apr_table_set(r->headers_out, "Content-Length", value);
+            q->content_length = apr_atoi64(value);
+        } else {
+            apr_table_add(r->headers_out, name, value);
+        }
+    }
+    q->headers_sent = true;
+    return true;
+}
+
+// Passes the brigade with the GIL released.
+send_status pass(wsgi_request* q) noexcept {
+    request_rec* r = q->r;
+    apr_status_t rv;
+    Py_BEGIN_ALLOW_THREADS
+    rv = ap_pass_brigade(r->output_filters, q->bb);
+    apr_brigade_cleanup(q->bb);
+    Py_END_ALLOW_THREADS
+    if (rv != APR_SUCCESS || r->connection->aborted) {
+        if (!q->client_gone)
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
+                          "PYI0501: client connection closed while the response was being sent");
+        q->client_gone = true;
+        return send_status::client_gone;
+    }
+    return send_status::ok;
+}
+
+// How many of `n` more bytes the declared Content-Length allows.
+apr_off_t allowed(wsgi_request* q, apr_off_t n) noexcept {
+    if (q->content_length < 0 || q->body_sent + n <= q->content_length) return n;
+    if (!q->truncated)
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, q->r,
+                      "PYI0502: response body longer than its Content-Length (%" APR_OFF_T_FMT
+                      " bytes); truncated",
+                      q->content_length);
+    q->truncated = true;
+    return q->content_length - q->body_sent;
+}
+
+apr_status_t close_fd(void* fd) {
+    close(static_cast<int>(reinterpret_cast<intptr_t>(fd)));
+    return APR_SUCCESS;
+}
+
+}  // namespace
+
+send_status response_write(wsgi_request* q, const char* data, size_t n, bool flush) noexcept {
+    if (q->client_gone) return send_status::client_gone;
+    if (n == 0) return send_status::ok;
+    if (!q->headers_sent && !apply_headers(q)) return send_status::error;
+    apr_off_t len = allowed(q, apr_off_t(n));
+    if (len <= 0) return send_status::ok;
+    apr_bucket_alloc_t* ba = q->r->connection->bucket_alloc;
+    // Transient: `data` stays valid until the pass returns (the caller holds
+    // the bytes object); a filter that keeps it copies it.
+    APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_transient_create(data, apr_size_t(len), ba));
+    if (flush) APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_flush_create(ba));
+    q->body_sent += len;
+    return pass(q);
+}
+
+send_status response_send_file(wsgi_request* q, int fd, apr_off_t offset, apr_off_t length) noexcept {
+    if (q->client_gone) return send_status::client_gone;
+    if (length <= 0) return send_status::ok;
+    if (!q->headers_sent && !apply_headers(q)) return send_status::error;
+    length = allowed(q, length);
+    if (length <= 0) return send_status::ok;
+    request_rec* r = q->r;
+    int copy = dup(fd);
+    if (copy < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return send_status::error;
+    }
+    // The duplicate belongs to the request pool, which httpd destroys only
+    // after every bucket before the request's end-of-request bucket has
+    // been written.  apr_os_file_put marks the apr_file_t no-cleanup, so a
+    // set-aside copy never closes it early.
+    apr_pool_cleanup_register(r->pool, reinterpret_cast<void*>(intptr_t(copy)), close_fd,
+                              apr_pool_cleanup_null);
+    apr_file_t* file = nullptr;
+    apr_os_file_t os_fd = copy;
+    apr_os_file_put(&file, &os_fd, APR_FOPEN_READ | APR_FOPEN_SENDFILE_ENABLED, r->pool);
+    apr_brigade_insert_file(q->bb, file, offset, length, r->pool);
+    q->body_sent += length;
+    return pass(q);
+}
+
+send_status response_finish(wsgi_request* q) noexcept {
+    if (q->client_gone) return send_status::client_gone;
+    if (!q->headers_sent && !apply_headers(q)) return send_status::error;
+    request_rec* r = q->r;
+    if (q->content_length >= 0 && q->body_sent < q->content_length && !r->header_only) {
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                      "PYI0503: response body shorter than its Content-Length (%" APR_OFF_T_FMT " of %" APR_OFF_T_FMT
+                      " bytes); closing the connection",
+                      q->body_sent, q->content_length);
+        r->connection->keepalive = AP_CONN_CLOSE;
+    }
+    APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_eos_create(r->connection->bucket_alloc));
+    return pass(q);
+}
+
+void response_abort(wsgi_request* q) noexcept {
+    request_rec* r = q->r;
+    r->connection->keepalive = AP_CONN_CLOSE;
+    r->no_cache = 1;
+    if (q->client_gone) return;
+    apr_bucket_alloc_t* ba = r->connection->bucket_alloc;
+    // HTTP_BAD_GATEWAY is what httpd's chunk filter recognises as "the
+    // producer broke": it then withholds the terminating chunk.
+    APR_BRIGADE_INSERT_TAIL(q->bb, ap_bucket_error_create(HTTP_BAD_GATEWAY, nullptr, r->pool, ba));
+    APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_eos_create(ba));
+    pass(q);
+    q->client_gone = true;
+}
+
+}  // namespace pyinterp::mod

@@ -1,0 +1,45 @@
+// Writing a WSGI response through httpd's output filters: headers from the
+// status and list start_response recorded, body blocks as buckets (file
+// buckets for wsgi.file_wrapper), the declared Content-Length enforced, and
+// a broken response cut off rather than corrupted.  Every function: GIL
+// held, released around ap_pass_brigade.
+#pragma once
+
+#include <Python.h>
+#include <apr.h>
+
+namespace pyinterp::mod {
+
+struct wsgi_request;
+
+// Outcome of a write.
+enum class send_status {
+    ok,
+    client_gone,  // the client went away: stop producing, nothing to report
+    error,        // a Python exception is set (no start_response, say)
+};
+
+// Sends `n` bytes of body (headers first if not yet sent).  Empty blocks
+// send nothing, not even the headers (PEP 3333).  A block that would exceed
+// the declared Content-Length is truncated.  `flush`: push the block to the
+// client now rather than letting httpd buffer it.
+send_status response_write(wsgi_request* q, const char* data, size_t n, bool flush) noexcept;
+
+// Sends `length` bytes of the regular file `fd` from `offset` as a file
+// bucket (httpd may use sendfile or mmap).  The descriptor is duplicated,
+// the caller keeps `fd`.  Returns error with an OSError set if it could not
+// be duplicated.
+send_status response_send_file(wsgi_request* q, int fd, apr_off_t offset, apr_off_t length) noexcept;
+
+// Ends the response: headers if none were sent yet (an empty body), then
+// end-of-stream.  A body shorter than its Content-Length marks the
+// connection to be closed after this response.  error: start_response was
+// never called (exception set; nothing was sent).
+send_status response_finish(wsgi_request* q) noexcept;
+
+// Cuts a response whose headers are out: marks the connection to close and
+// ends the stream with an error, so a chunked body gets no final chunk and
+// a client never takes a partial body for a complete one.
+void response_abort(wsgi_request* q) noexcept;
+
+}  // namespace pyinterp::mod

@@ -1,0 +1,230 @@
+// start_response and write() (see wsgi_start_response.h).  All functions:
+// GIL held.
+#include "wsgi_start_response.h"
+
+#include <apr_strings.h>
+
+#include <cstring>
+
+#include "pymodule.h"
+#include "wsgi_request.h"
+#include "wsgi_response.h"
+
+namespace pyinterp::mod {
+namespace {
+
+struct start_response_object {
+    PyObject_HEAD
+    wsgi_request* q;  // nullptr once the request is over
+};
+
+wsgi_request* request_of(PyObject* self, const char* what) noexcept {
+    wsgi_request* q = reinterpret_cast<start_response_object*>(self)->q;
+    if (q == nullptr) PyErr_Format(PyExc_ValueError, "%s called after its request finished", what);
+    return q;
+}
+
+bool is_tchar(Py_UCS4 c) noexcept {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c < 128 && std::strchr("!#$%&'*+-.^_`|~", int(c)) != nullptr && c != 0);
+}
+
+// Control characters other than horizontal tab, DEL, and anything outside
+// latin-1: none of them may reach the wire.
+bool is_bad_value_char(Py_UCS4 c) noexcept {
+    return (c < 0x20 && c != '\t') || c == 0x7f || c > 0xff;
+}
+
+bool check_status(PyObject* status) noexcept {
+    if (!PyUnicode_Check(status)) {
+        PyErr_Format(PyExc_TypeError, "status must be str, not %.100s", Py_TYPE(status)->tp_name);
+        return false;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(status);
+    bool ok = n >= 5 && PyUnicode_READ_CHAR(status, 3) == ' ';
+    for (Py_ssize_t i = 0; ok && i < 3; ++i) {
+        Py_UCS4 c = PyUnicode_READ_CHAR(status, i);
+        ok = c >= '0' && c <= '9';
+    }
+    for (Py_ssize_t i = 4; ok && i < n; ++i) ok = !is_bad_value_char(PyUnicode_READ_CHAR(status, i));
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError,
+                     "status %R is not of the form 'NNN Reason' (three digits, a space, a reason "
+                     "phrase without control characters)",
+                     status);
+        return false;
+    }
+    if (PyUnicode_READ_CHAR(status, 0) < '2') {
+        PyErr_Format(PyExc_ValueError, "status %R: an informational (1xx) status cannot end a response", status);
+        return false;
+    }
+    return true;
+}
+
+const char* const k_hop_by_hop[] = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+                                    "te", "trailer", "trailers", "transfer-encoding", "upgrade"};
+
+bool check_header(PyObject* item) noexcept {
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+        PyErr_Format(PyExc_TypeError, "each header must be a (name, value) tuple, not %R", item);
+        return false;
+    }
+    PyObject* name = PyTuple_GET_ITEM(item, 0);
+    PyObject* value = PyTuple_GET_ITEM(item, 1);
+    if (!PyUnicode_Check(name) || !PyUnicode_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "header name and value must be str: %R", item);
+        return false;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
+    bool ok = n > 0;
+    for (Py_ssize_t i = 0; ok && i < n; ++i) ok = is_tchar(PyUnicode_READ_CHAR(name, i));
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, "invalid header name %R (CR, LF, NUL, space or separator)", name);
+        return false;
+    }
+    Py_ssize_t m = PyUnicode_GET_LENGTH(value);
+    for (Py_ssize_t i = 0; i < m; ++i) {
+        if (is_bad_value_char(PyUnicode_READ_CHAR(value, i))) {
+            PyErr_Format(PyExc_ValueError,
+                         "value of header %R contains CR, LF, NUL, another control character or a "
+                         "character outside latin-1",
+                         name);
+            return false;
+        }
+    }
+    const char* cname = PyUnicode_AsUTF8(name);  // ASCII: checked above
+    if (cname == nullptr) return false;
+    for (const char* hop : k_hop_by_hop) {
+        if (strcasecmp(cname, hop) == 0) {
+            PyErr_Format(PyExc_ValueError, "hop-by-hop header %R is not allowed from an application (PEP 3333)",
+                         name);
+            return false;
+        }
+    }
+    if (strcasecmp(cname, "Content-Length") == 0) {
+        ok = m > 0 && m <= 18;
+        for (Py_ssize_t i = 0; ok && i < m; ++i) {
+            Py_UCS4 c = PyUnicode_READ_CHAR(value, i);
+            ok = c >= '0' && c <= '9';
+        }
+        if (!ok) {
+            PyErr_Format(PyExc_ValueError, "Content-Length %R is not a non-negative integer", value);
+            return false;
+        }
+    }
+    return true;
+}
+
+// Validates and copies the header list.  New reference or nullptr.
+PyObject* checked_headers(PyObject* headers) noexcept {
+    if (!PyList_Check(headers)) {
+        PyErr_Format(PyExc_TypeError, "headers must be a list, not %.100s", Py_TYPE(headers)->tp_name);
+        return nullptr;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); ++i)
+        if (!check_header(PyList_GET_ITEM(headers, i))) return nullptr;
+    return PyList_GetSlice(headers, 0, PyList_GET_SIZE(headers));
+}
+
+// Re-raises exc_info = (type, value, traceback).
+PyObject* reraise(PyObject* exc_info) noexcept {
+    if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
+        PyErr_SetString(PyExc_TypeError, "exc_info must be a (type, value, traceback) tuple");
+        return nullptr;
+    }
+    PyObject* type = PyTuple_GET_ITEM(exc_info, 0);
+    PyObject* value = PyTuple_GET_ITEM(exc_info, 1);
+    PyObject* tb = PyTuple_GET_ITEM(exc_info, 2);
+    if (tb == Py_None) tb = nullptr;
+    Py_INCREF(type);
+    Py_INCREF(value);
+    Py_XINCREF(tb);
+    PyErr_Restore(type, value, tb);
+    return nullptr;
+}
+
+PyObject* py_start_response_call(PyObject* self, PyObject* args, PyObject* kwargs) {
+    static const char* kwlist[] = {"status", "headers", "exc_info", nullptr};
+    PyObject *status, *headers, *exc_info = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O:start_response", const_cast<char**>(kwlist), &status,
+                                     &headers, &exc_info))
+        return nullptr;
+    wsgi_request* q = request_of(self, "start_response()");
+    if (q == nullptr) return nullptr;
+    if (exc_info != Py_None) {
+        if (q->headers_sent) return reraise(exc_info);
+    } else if (q->status != nullptr) {
+        PyErr_SetString(PyExc_AssertionError,
+                        "start_response() called a second time without exc_info (headers already set)");
+        return nullptr;
+    }
+    if (!check_status(status)) return nullptr;
+    PyObject* copy = checked_headers(headers);
+    if (copy == nullptr) return nullptr;
+    Py_INCREF(status);
+    Py_XSETREF(q->status, status);
+    Py_XSETREF(q->headers, copy);
+    return PyObject_GetAttrString(self, "write");
+}
+
+PyObject* py_write(PyObject* self, PyObject* data) {
+    wsgi_request* q = request_of(self, "write()");
+    if (q == nullptr) return nullptr;
+    if (!PyBytes_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "write() argument must be bytes, not %.100s", Py_TYPE(data)->tp_name);
+        return nullptr;
+    }
+    if (q->status == nullptr) {
+        PyErr_SetString(PyExc_AssertionError, "write() called before start_response()");
+        return nullptr;
+    }
+    switch (response_write(q, PyBytes_AS_STRING(data), size_t(PyBytes_GET_SIZE(data)), true)) {
+        case send_status::ok: Py_RETURN_NONE;
+        case send_status::client_gone:
+            PyErr_SetString(PyExc_OSError, "the client closed the connection");
+            return nullptr;
+        case send_status::error: break;
+    }
+    return nullptr;
+}
+
+void py_start_response_dealloc(PyObject* self) {
+    PyTypeObject* type = Py_TYPE(self);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+PyMethodDef start_response_methods[] = {
+    {"write", py_write, METH_O, "write(data): send bytes of the body now (PEP 3333 write callable)."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyType_Slot start_response_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(py_start_response_dealloc)},
+    {Py_tp_call, reinterpret_cast<void*>(py_start_response_call)},
+    {Py_tp_methods, start_response_methods},
+    {Py_tp_doc, const_cast<char*>("start_response(status, headers, exc_info=None) -> write")},
+    {0, nullptr},
+};
+
+}  // namespace
+
+PyType_Spec start_response_type_spec = {
+    "_pyinterp.StartResponse",
+    sizeof(start_response_object),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    start_response_slots,
+};
+
+PyObject* start_response_new(module_state* st, wsgi_request* q) noexcept {
+    auto* self = PyObject_New(start_response_object, st->start_response_type);
+    if (self != nullptr) self->q = q;
+    return reinterpret_cast<PyObject*>(self);
+}
+
+void start_response_detach(PyObject* start_response) noexcept {
+    if (start_response != nullptr) reinterpret_cast<start_response_object*>(start_response)->q = nullptr;
+}
+
+}  // namespace pyinterp::mod
