@@ -151,6 +151,22 @@ int end_record(interp_record* r, int timeout_ms) noexcept;
 // of `r`.  Called by end_record with `r`'s GIL held.
 void release_callbacks(interp_record* r) noexcept;
 
+// ----- event loop (loop.cpp)
+
+// `r` has started ending (its state is no longer live): every loop drops the
+// queued tasks of interpreters that are not live.  Returns at once; no GIL
+// needed.
+void loop_interp_ending(interp_record* r) noexcept;
+
+// The runtime is finalizing: stop the default loop (joining its threads and
+// dropping its queued tasks while their interpreters are still live) and
+// keep it from starting again until loop_reopen_default().  Any GIL state.
+void loop_shutdown_default() noexcept;
+void loop_reopen_default() noexcept;
+
+// True when the host installed a log sink (runtime.cpp).
+bool log_sink_installed() noexcept;
+
 }  // namespace pyinterp::detail
 
 // A pyinterp_view* is an interp_record* holding one reference.

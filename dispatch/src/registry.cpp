@@ -135,9 +135,8 @@ void mark_gone(interp_record* r) noexcept {
 
 // Collect the thread states to delete, with r quiescent.  A thread state for
 // this thread is always returned in *mine: the keeper if `use_keeper` (main
-// in host mode, ended on the thread that initialised Python: 3.13's
-// Py_FinalizeEx switches to that initial thread state, so it must survive
-// until then), else this thread's cached one, else a new one.
+// in host mode, ended on the thread that initialised Python), else this
+// thread's cached one, else a new one.
 int take_tstates(interp_record* r, std::vector<PyThreadState*>& others, PyThreadState** mine,
                  bool use_keeper) noexcept {
     try {
@@ -183,7 +182,13 @@ int end_main(interp_record* r, int timeout_ms) noexcept {
         mark_gone(r);
         return PYINTERP_OK;
     }
-    rc = take_tstates(r, others, &mine, R.host_mode);
+    // Finalize on the keeper only where CPython needs it: 3.13's
+    // Py_FinalizeEx switches back to the initial thread state.  Before 3.13,
+    // finalize on this thread's own cached state when it has one: threading
+    // ties _main_thread to the thread state that imported it and asserts, at
+    // shutdown on that OS thread, that the state still exists (3.11/3.12
+    // Lib/threading.py _shutdown).
+    rc = take_tstates(r, others, &mine, R.host_mode && PY_VERSION_HEX >= 0x030D0000);
     if (rc != PYINTERP_OK) return rc;
     PyEval_AcquireThread(mine);
     gilstate_bind(mine);
@@ -210,6 +215,8 @@ int end_record(interp_record* r, int timeout_ms) noexcept {
     PyThreadState* attached = attached_tstate();
     if (attached != nullptr) PyEval_SaveThread();
     int rc = quiesce(r, timeout_ms);
+    // Ending now (even if the wait ran out): loops drop its queued tasks.
+    if (rc != PYINTERP_ERR_GONE) loop_interp_ending(r);
     std::vector<PyThreadState*> others;
     PyThreadState* mine = nullptr;
     if (rc == PYINTERP_OK) rc = take_tstates(r, others, &mine, false);

@@ -24,6 +24,10 @@ log_sink& sink() noexcept {
 
 }  // namespace
 
+bool log_sink_installed() noexcept {
+    return sink().fn.load(std::memory_order_acquire) != nullptr;
+}
+
 runtime& rt() noexcept {
     static runtime* r = new runtime;  // never destroyed: threads may outlive main()
     return *r;
@@ -186,6 +190,9 @@ int end_subinterpreters(int timeout_ms) noexcept {
 // interpreter, while thread states can still be deleted properly.
 PyObject* py_on_python_exit(PyObject*, PyObject*) {
     runtime& R = rt();
+    // The default loop first: its threads enter interpreters, and its queued
+    // tasks release their references inside interpreters that still exist.
+    loop_shutdown_default();
     end_subinterpreters(R.default_end_timeout_ms);
     if (R.main != nullptr) end_record(R.main, R.default_end_timeout_ms);
     R.initialized.store(false);
@@ -198,6 +205,7 @@ PyMethodDef on_exit_def = {"_pyinterp_on_exit", py_on_python_exit, METH_NOARGS, 
 // not be registered): from here on, nothing may touch thread states.
 void on_python_finalized() {
     runtime& R = rt();
+    loop_shutdown_default();  // a no-op when the atexit hook stopped it already
     std::lock_guard<std::mutex> lk(R.mu);
     for (interp_record* r : R.records) r->state.store(interp_state::gone);
     R.initialized.store(false);
@@ -278,6 +286,7 @@ int pyinterp_initialize(const pyinterp_config* config) {
         R.host_mode = host;
     }
     R.initialized.store(true);
+    loop_reopen_default();
     if (host) {
         // Keep the initial thread state as main's keeper (see interp_record),
         // unbound for PyGILState like every idle thread state of the library,
@@ -296,6 +305,8 @@ int pyinterp_finalize(void) {
     runtime& R = rt();
     if (!R.initialized.load()) return PYINTERP_ERR_NOT_INITIALIZED;
     if (!R.host_mode || attached_tstate() != nullptr) return PYINTERP_ERR_STATE;
+    // Stop the default loop before any interpreter ends (see py_on_python_exit).
+    loop_shutdown_default();
     int rc = end_subinterpreters(R.default_end_timeout_ms);
     if (rc != PYINTERP_OK) return rc;
     rc = end_record(R.main, R.default_end_timeout_ms);

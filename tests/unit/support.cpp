@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "pyinterp/module.h"
+
 namespace test {
 namespace {
 
@@ -62,6 +64,9 @@ class python_environment : public ::testing::Environment {
 public:
     void SetUp() override {
         log_capture::install();
+        // The `pyinterp` module, importable in every interpreter, as a host
+        // such as the httpd module provides it.
+        ASSERT_EQ(PyImport_AppendInittab("pyinterp", PyInit_pyinterp), 0);
         pyinterp_config cfg{};
         cfg.no_site = 1;
         ASSERT_EQ(pyinterp_initialize(&cfg), PYINTERP_OK);

@@ -121,6 +121,8 @@ public:
     }
     view interpreter() const noexcept { return view(pyinterp_callback_view(cb_)); }
     pyinterp_callback* get() const noexcept { return cb_; }
+    // Give up ownership (to a loop task with PYINTERP_LOOP_FREE_CALLBACK, say).
+    pyinterp_callback* release() noexcept { return std::exchange(cb_, nullptr); }
 
 private:
     pyinterp_callback* cb_ = nullptr;

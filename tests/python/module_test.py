@@ -1,0 +1,130 @@
+"""The `pyinterp` and `sqlite_changes` extension modules in a plain python3.
+
+Run by ctest with PYTHONPATH pointing at <build>/python, where both modules
+are built.  Here nothing embeds Python: importing `pyinterp` starts the
+library in extension mode, and Python's exit stops the default loop.
+Exits non-zero on the first failure.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pyinterp
+import sqlite_changes
+
+
+def wait_for(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def run_child(code, timeout=30):
+    """Runs `code` in a fresh interpreter process; returns (rc, stdout, stderr)."""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                       env=dict(os.environ))
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_interpreter():
+    assert pyinterp.interpreter() == ("main", 0, False), pyinterp.interpreter()
+
+
+def test_call_soon_and_call_later():
+    calls = []
+    main_thread = threading.get_ident()
+
+    def rec(tag, *rest):
+        calls.append((tag, rest, threading.get_ident() != main_thread))
+
+    pyinterp.call_later(0.06, rec, "later2")
+    h1 = pyinterp.call_soon(rec, "soon", 1, "two")
+    pyinterp.call_later(0.02, rec, "later1")
+    h = pyinterp.call_later(0.04, rec, "cancelled")
+    assert h.cancel() is True and h.cancelled() is True
+    assert wait_for(lambda: len(calls) >= 3), calls
+    time.sleep(0.05)
+    assert calls == [("soon", (1, "two"), True), ("later1", (), True), ("later2", (), True)], calls
+    assert h1.cancel() is False and repr(h1) == "<pyinterp.Handle done>", repr(h1)
+
+
+def test_exception_is_logged_and_loop_goes_on():
+    rc, out, err = run_child(
+        "import pyinterp, threading\n"
+        "done = threading.Event()\n"
+        "def inner(): raise ValueError('boom-from-loop')\n"
+        "def bad(): inner()\n"
+        "pyinterp.call_soon(bad)\n"
+        "pyinterp.call_soon(lambda: (print('after'), done.set()))\n"
+        "assert done.wait(10)\n")
+    assert rc == 0, (rc, out, err)
+    assert "after" in out, out
+    assert "Traceback (most recent call last)" in err and "ValueError: boom-from-loop" in err, err
+    assert "in inner" in err, err
+
+
+def test_exit_with_pending_calls_is_prompt():
+    start = time.monotonic()
+    rc, out, err = run_child(
+        "import pyinterp\n"
+        "class Probe:\n"
+        "    def __call__(self): print('called')\n"
+        "    def __del__(self): print('released')\n"
+        "pyinterp.call_later(60, Probe())\n"
+        "pyinterp.call_soon(print, 'ran')\n"
+        "import time; time.sleep(0.05)\n")
+    assert rc == 0, (rc, out, err)
+    assert time.monotonic() - start < 20
+    # The pending call was dropped at exit and its references released.
+    assert out.split() == ["ran", "released"], out
+    assert err == "", err
+
+
+def test_sqlite_changes():
+    got = []
+    main_thread = threading.get_ident()
+
+    def on_change(op, table, rowid):
+        got.append((op, table, rowid, threading.get_ident() != main_thread))
+
+    with tempfile.TemporaryDirectory() as d:
+        db = sqlite_changes.connect(os.path.join(d, "t.db"))
+        db.on_change(on_change)
+        db.execute("CREATE TABLE t(x)")
+        db.execute("INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)")
+        db.execute("BEGIN; INSERT INTO t VALUES (3); ROLLBACK")
+        db.execute("BEGIN; UPDATE t SET x = 9 WHERE rowid = 1; DELETE FROM t WHERE rowid = 2; COMMIT")
+        db.flush()
+        db.execute("INSERT INTO nosuch VALUES (1)")
+        try:
+            db.flush()
+            raise AssertionError("flush() did not raise")
+        except sqlite_changes.Error as e:
+            assert "no such table: nosuch" in str(e), e
+        assert wait_for(lambda: len(got) >= 4), got
+        time.sleep(0.02)
+        db.close()
+        try:
+            db.execute("SELECT 1")
+            raise AssertionError("execute() after close() did not raise")
+        except ValueError:
+            pass
+    assert got == [("INSERT", "t", 1, True), ("INSERT", "t", 2, True), ("UPDATE", "t", 1, True),
+                   ("DELETE", "t", 2, True)], got
+
+
+def main():
+    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
+    for t in tests:
+        t()
+        print("ok", t.__name__)
+
+
+if __name__ == "__main__":
+    main()
