@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "fallback.h"
 #include "py_compat.h"
 #include "pymodule.h"
 
@@ -113,13 +114,40 @@ PyObject* exec_script(const char* path, PyObject* path_obj) noexcept {
 // Loads the script unless another thread did meanwhile.  Called with the
 // load lock held.  New reference to the module, or nullptr.
 PyObject* load_locked(module_state* st, const char* path, PyObject* key, bool reload_if_changed,
-                      server_rec* s, const char* group) noexcept {
+                      server_rec* s, const char* group, fallback_policy policy, bool policy_from_alias) noexcept {
     file_stamp stamp;
     if (!stamp_of(path, &stamp)) return nullptr;
     bool had = cached_module(st, key, nullptr) != nullptr;
     if (PyObject* m = cached_module(st, key, reload_if_changed ? &stamp : nullptr)) return Py_NewRef(m);
     if (PyErr_Occurred()) return nullptr;
+    // The load lock serialises loads in this interpreter: the hook is
+    // installed once, before the first script runs.
+    if (!fallback_install(st) || !fallback_begin(st, policy != fallback_policy::allow)) return nullptr;
     PyObject* module = exec_script(path, key);
+    PyObject* findings = fallback_end(st);
+    if (findings == nullptr) {
+        Py_XDECREF(module);
+        return nullptr;
+    }
+    if (PyList_GET_SIZE(findings) > 0) {
+        if (policy != fallback_policy::allow) {
+            // Whatever the script did with the hook's exception (even
+            // swallowed it), it does not stay in this interpreter.
+            if (module != nullptr) {
+                char name[64];
+                module_name_for(path, name, sizeof name);
+                PyObject* modules = PyImport_GetModuleDict();  // borrowed
+                if (PyDict_GetItemString(modules, name) == module) PyDict_DelItemString(modules, name);
+                Py_CLEAR(module);
+            }
+            PyErr_Clear();
+            fallback_raise(st, findings);
+            Py_DECREF(findings);
+            return nullptr;
+        }
+        fallback_warn_allowed(s, path, group, findings, policy_from_alias);
+    }
+    Py_DECREF(findings);
     if (module == nullptr) return nullptr;
     PyObject* entry = Py_BuildValue("(OLL)", module, stamp.mtime_ns, stamp.size);
     if (entry == nullptr || PyDict_SetItem(st->apps, key, entry) < 0) Py_CLEAR(module);
@@ -133,7 +161,8 @@ PyObject* load_locked(module_state* st, const char* path, PyObject* key, bool re
 }  // namespace
 
 PyObject* load_application(module_state* st, const char* path, const char* callable, bool reload_if_changed,
-                           server_rec* s, const char* group) noexcept {
+                           server_rec* s, const char* group, fallback_policy policy,
+                           bool policy_from_alias) noexcept {
     PyObject* key = PyUnicode_DecodeFSDefault(path);
     if (key == nullptr) return nullptr;
     PyObject* module = nullptr;
@@ -146,7 +175,7 @@ PyObject* load_application(module_state* st, const char* path, const char* calla
         PyObject* got = PyObject_CallMethod(st->load_lock, "acquire", nullptr);
         if (got != nullptr) {
             Py_DECREF(got);
-            module = load_locked(st, path, key, reload_if_changed, s, group);
+            module = load_locked(st, path, key, reload_if_changed, s, group, policy, policy_from_alias);
             PyObject* exc = compat::take_exception();
             PyObject* released = PyObject_CallMethod(st->load_lock, "release", nullptr);
             Py_XDECREF(released);

@@ -8,6 +8,8 @@
 #include <Python.h>
 #include <httpd.h>
 
+#include "config.h"
+
 namespace pyinterp::mod {
 
 struct module_state;
@@ -18,7 +20,14 @@ struct module_state;
 // waiting for another thread that is loading a script.  Loads are logged at
 // info level against `s` naming `group`.  nullptr with an exception set on
 // failure (file missing, exception in the script, no such callable).
+//
+// In a subinterpreter the load runs under the fallback hook (fallback.h):
+// with `policy` route or refuse, an extension module that needs the main
+// interpreter fails the load with NeedsMainInterpreter pending (test with
+// fallback_pending()); with allow, the script loads and a warning is
+// logged once (`policy_from_alias` names the option in it).
 PyObject* load_application(module_state* st, const char* path, const char* callable, bool reload_if_changed,
-                           server_rec* s, const char* group) noexcept;
+                           server_rec* s, const char* group, fallback_policy policy,
+                           bool policy_from_alias) noexcept;
 
 }  // namespace pyinterp::mod

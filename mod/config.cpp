@@ -75,9 +75,19 @@ const char* parse_group(cmd_parms* cmd, const char* arg, group_spec* out) noexce
     return nullptr;
 }
 
+// Parses a fallback policy.  Returns nullptr or an error message.
+const char* parse_fallback(cmd_parms* cmd, const char* arg, fallback_policy* out) noexcept {
+    if (ap_cstr_casecmp(arg, "route") == 0) *out = fallback_policy::route;
+    else if (ap_cstr_casecmp(arg, "refuse") == 0) *out = fallback_policy::refuse;
+    else if (ap_cstr_casecmp(arg, "allow") == 0) *out = fallback_policy::allow;
+    else return fail(cmd, "unknown subinterpreter fallback '%s' (expected route, refuse or allow)", arg);
+    return nullptr;
+}
+
 // Parses trailing key=value options of the alias and import directives.
+// `fallback` is nullptr where subinterpreter-fallback= is not accepted.
 const char* parse_options(cmd_parms* cmd, int argc, char* const argv[], int first, group_spec* group,
-                          const char** callable) noexcept {
+                          const char** callable, fallback_policy* fallback = nullptr) noexcept {
     for (int i = first; i < argc; ++i) {
         const char* eq = std::strchr(argv[i], '=');
         if (eq == nullptr) return fail(cmd, "unexpected argument '%s' (options are key=value)", argv[i]);
@@ -88,8 +98,13 @@ const char* parse_options(cmd_parms* cmd, int argc, char* const argv[], int firs
         } else if (std::strcmp(key, "callable") == 0) {
             if (!is_identifier(value)) return fail(cmd, "callable '%s' is not a Python identifier", value);
             *callable = apr_pstrdup(cmd->pool, value);
+        } else if (fallback != nullptr && std::strcmp(key, "subinterpreter-fallback") == 0) {
+            if (const char* err = parse_fallback(cmd, value, fallback)) return err;
         } else {
-            return fail(cmd, "unknown option '%s' (known: application-group, callable)", key);
+            return fail(cmd, fallback != nullptr
+                                 ? "unknown option '%s' (known: application-group, callable, subinterpreter-fallback)"
+                                 : "unknown option '%s' (known: application-group, callable)",
+                        key);
         }
     }
     return nullptr;
@@ -101,7 +116,9 @@ server_config* server_conf_of(cmd_parms* cmd) noexcept {
 
 const char* cmd_script_alias(cmd_parms* cmd, void*, int argc, char* const argv[]) noexcept {
     if (const char* err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT)) return err;
-    if (argc < 2) return fail(cmd, "expects URL-path file-path [application-group=G] [callable=NAME]");
+    if (argc < 2)
+        return fail(cmd, "expects URL-path file-path [application-group=G] [callable=NAME] "
+                         "[subinterpreter-fallback=route|refuse|allow]");
     if (argv[0][0] != '/') return fail(cmd, "URL-path '%s' must start with '/'", argv[0]);
     auto* alias = pool_new<script_alias>(cmd->pool);
     char* url = apr_pstrdup(cmd->pool, argv[0]);
@@ -110,7 +127,8 @@ const char* cmd_script_alias(cmd_parms* cmd, void*, int argc, char* const argv[]
     alias->url = url;
     alias->path = ap_server_root_relative(cmd->pool, argv[1]);
     if (alias->path == nullptr) return fail(cmd, "invalid file path '%s'", argv[1]);
-    if (const char* err = parse_options(cmd, argc, argv, 2, &alias->group, &alias->callable)) return err;
+    if (const char* err = parse_options(cmd, argc, argv, 2, &alias->group, &alias->callable, &alias->fallback))
+        return err;
     server_config* sc = server_conf_of(cmd);
     for (int i = 0; i < sc->aliases->nelts; ++i) {
         const auto* other = APR_ARRAY_IDX(sc->aliases, i, const script_alias*);
@@ -177,6 +195,11 @@ const char* cmd_callable_object(cmd_parms* cmd, void* dconf, const char* arg) no
     return nullptr;
 }
 
+const char* cmd_subinterpreter_fallback(cmd_parms* cmd, void* dconf, const char* arg) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
+    return parse_fallback(cmd, arg, &static_cast<dir_config*>(dconf)->fallback);
+}
+
 const char* cmd_script_reloading(cmd_parms* cmd, void* dconf, int on) noexcept {
     if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
     static_cast<dir_config*>(dconf)->script_reloading = on ? 1 : 0;
@@ -202,7 +225,8 @@ group_spec pick(group_spec base, group_spec add) noexcept {
 
 const command_rec commands[] = {
     AP_INIT_TAKE_ARGV("PyInterpScriptAlias", as_cmd(cmd_script_alias), nullptr, RSRC_CONF,
-                      "URL-path file-path [application-group=G] [callable=NAME]: serve a WSGI script"),
+                      "URL-path file-path [application-group=G] [callable=NAME] "
+                      "[subinterpreter-fallback=route|refuse|allow]: serve a WSGI script"),
     AP_INIT_TAKE1("PyInterpApplicationGroup", as_cmd(cmd_application_group), nullptr, RSRC_CONF | ACCESS_CONF,
                   "%{GLOBAL}, %{SERVER}, %{RESOURCE} (default), %{ENV:VAR} or a name: the interpreter to use"),
     AP_INIT_TAKE1("PyInterpCallableObject", as_cmd(cmd_callable_object), nullptr, RSRC_CONF | ACCESS_CONF,
@@ -213,6 +237,10 @@ const command_rec commands[] = {
                   "':'-separated directories added in front of sys.path in every interpreter"),
     AP_INIT_TAKE1("PyInterpPythonHome", as_cmd(cmd_python_home), nullptr, RSRC_CONF,
                   "Python home directory (sys.prefix) of the embedded interpreter"),
+    AP_INIT_TAKE1("PyInterpSubinterpreterFallback", as_cmd(cmd_subinterpreter_fallback), nullptr,
+                  RSRC_CONF | ACCESS_CONF,
+                  "route (default), refuse or allow: an application in a subinterpreter that imports an "
+                  "extension needing the main interpreter"),
     AP_INIT_FLAG("PyInterpScriptReloading", as_cmd(cmd_script_reloading), nullptr, RSRC_CONF | ACCESS_CONF,
                  "On (default): reload a script whose file changed"),
     AP_INIT_FLAG("PyInterpPassAuthorization", as_cmd(cmd_pass_authorization), nullptr, RSRC_CONF | ACCESS_CONF,
@@ -232,6 +260,7 @@ void* merge_dir_config(apr_pool_t* p, void* base_v, void* add_v) noexcept {
     out->callable = pick<const char*>(base->callable, add->callable, nullptr);
     out->script_reloading = pick(base->script_reloading, add->script_reloading, -1);
     out->pass_authorization = pick(base->pass_authorization, add->pass_authorization, -1);
+    out->fallback = pick(base->fallback, add->fallback, fallback_policy::unset);
     return out;
 }
 
@@ -273,7 +302,26 @@ request_settings effective_settings(const request_rec* r, const script_alias* al
                                                                   : k_default_callable;
     out.script_reloading = d.script_reloading < 0 ? k_default_script_reloading : d.script_reloading != 0;
     out.pass_authorization = d.pass_authorization < 0 ? k_default_pass_authorization : d.pass_authorization != 0;
+    out.fallback_from_alias = alias != nullptr && alias->fallback != fallback_policy::unset;
+    out.fallback = out.fallback_from_alias              ? alias->fallback
+                   : d.fallback != fallback_policy::unset ? d.fallback
+                                                          : k_default_fallback;
     return out;
+}
+
+fallback_policy server_fallback(const server_rec* s) noexcept {
+    const auto* d = static_cast<const dir_config*>(ap_get_module_config(s->lookup_defaults, &pyinterp_module));
+    return d != nullptr && d->fallback != fallback_policy::unset ? d->fallback : k_default_fallback;
+}
+
+const char* fallback_name(fallback_policy p) noexcept {
+    switch (p) {
+        case fallback_policy::refuse: return "refuse";
+        case fallback_policy::allow: return "allow";
+        case fallback_policy::route:
+        case fallback_policy::unset: break;
+    }
+    return "route";
 }
 
 const script_alias* matched_alias(const request_rec* r) noexcept {

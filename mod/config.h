@@ -19,6 +19,15 @@ enum class group_kind {
     named,      // a literal group name
 };
 
+// PyInterpSubinterpreterFallback: what happens when an application loading
+// in a subinterpreter imports an extension module that cannot work there.
+enum class fallback_policy {
+    unset = 0,  // not configured at this level: inherit
+    route,      // load it into the main interpreter instead (the default)
+    refuse,     // answer 500 and log which directive fixes it
+    allow,      // load it anyway, warn once
+};
+
 struct group_spec {
     group_kind kind = group_kind::unset;
     const char* value = nullptr;  // the variable (env) or the name (named)
@@ -30,6 +39,7 @@ struct script_alias {
     const char* path = nullptr;      // absolute script file or directory of scripts
     group_spec group;                // unset: the directory configuration decides
     const char* callable = nullptr;  // nullptr: the directory configuration decides
+    fallback_policy fallback = fallback_policy::unset;  // subinterpreter-fallback=
 };
 
 // One PyInterpImportScript: loaded into its group at child start.
@@ -55,12 +65,17 @@ struct dir_config {
     const char* callable = nullptr;
     int script_reloading = -1;
     int pass_authorization = -1;
+    fallback_policy fallback = fallback_policy::unset;
 };
 
 // Defaults applied where nothing is configured.
 inline constexpr const char* k_default_callable = "application";
 inline constexpr bool k_default_script_reloading = true;
 inline constexpr bool k_default_pass_authorization = false;
+inline constexpr fallback_policy k_default_fallback = fallback_policy::route;
+
+// "route", "refuse" or "allow".
+const char* fallback_name(fallback_policy p) noexcept;
 
 // The handler name PyInterpScriptAlias sets; usable with SetHandler/AddHandler.
 inline constexpr const char* k_handler_name = "pyinterp-script";
@@ -83,8 +98,13 @@ struct request_settings {
     const char* callable;           // never nullptr
     bool script_reloading;
     bool pass_authorization;
+    fallback_policy fallback;       // never unset
+    bool fallback_from_alias;       // set by subinterpreter-fallback= on the alias
 };
 request_settings effective_settings(const request_rec* r, const script_alias* alias) noexcept;
+
+// The server-level fallback policy (PyInterpImportScript, no request).
+fallback_policy server_fallback(const server_rec* s) noexcept;
 
 // The alias that translate_name matched for this request, or nullptr.
 const script_alias* matched_alias(const request_rec* r) noexcept;

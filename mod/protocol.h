@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "config.h"
+
 namespace pyinterp::mod {
 
 struct module_state;
@@ -24,13 +26,18 @@ struct request_target {
     const char* callable = nullptr;     // name of the application object
     bool script_reloading = false;
     bool pass_authorization = false;
+    fallback_policy fallback = k_default_fallback;  // PyInterpSubinterpreterFallback / alias option
+    bool fallback_from_alias = false;               // set by subinterpreter-fallback= on the alias
+    const char* alias_url = nullptr;                // the matched PyInterpScriptAlias URL, or nullptr
 };
 
 struct protocol {
     const char* name;
     // Serves `r` with the application of `t`.  Called inside the target
     // interpreter with its GIL held; returns with it held.  Returns OK, or
-    // an HTTP error status when nothing was sent to the client.
+    // an HTTP error status when nothing was sent to the client, or
+    // k_route_to_main (fallback.h) when the application must be served
+    // from the main interpreter instead.
     int (*serve)(request_rec* r, const request_target& t, module_state* st) noexcept;
 };
 

@@ -43,6 +43,8 @@ int traverse_module(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->file_wrapper_type);
     Py_VISIT(st->apps);
     Py_VISIT(st->load_lock);
+    Py_VISIT(st->fallback_hook);
+    Py_VISIT(st->needs_main);
     return 0;
 }
 
@@ -55,6 +57,8 @@ int clear_module(PyObject* module) {
     Py_CLEAR(st->file_wrapper_type);
     Py_CLEAR(st->apps);
     Py_CLEAR(st->load_lock);
+    Py_CLEAR(st->fallback_hook);
+    Py_CLEAR(st->needs_main);
     return 0;
 }
 

@@ -17,6 +17,8 @@ struct module_state {
     PyObject* apps = nullptr;       // dict: script path -> (module, mtime in ns)
     PyObject* load_lock = nullptr;  // _thread.RLock serialising script loads
     int ready = 0;                  // sys.stdout/stderr and sys.path set up
+    PyObject* fallback_hook = nullptr;  // the fallback import hook's module (subinterpreters only)
+    PyObject* needs_main = nullptr;     // its NeedsMainInterpreter exception class
 };
 
 // The module's name in sys.modules.

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "config.h"
+#include "fallback.h"
 #include "groups.h"
 #include "log_stream.h"
 #include "protocol.h"
@@ -21,6 +22,13 @@
 APLOG_USE_MODULE(pyinterp);
 
 namespace pyinterp::mod {
+namespace {
+
+// How long ending an abandoned interpreter waits for other requests still
+// inside it (the dispatch library refuses new entries meanwhile).
+constexpr int k_abandon_end_timeout_ms = 2000;
+
+}  // namespace
 
 int translate_script_alias(request_rec* r) noexcept {
     const char* rest = nullptr;
@@ -62,28 +70,64 @@ int serve_request(request_rec* r, const protocol& proto) noexcept {
     t.callable = set.callable;
     t.script_reloading = set.script_reloading;
     t.pass_authorization = set.pass_authorization;
-
-    pyinterp::view v = interpreter_for(t.group, r->server);
-    if (!v) return HTTP_INTERNAL_SERVER_ERROR;
-    t.interpreter = apr_pstrdup(r->pool, v.name());
-    t.interpreter_id = v.id();
+    t.fallback = set.fallback;
+    t.fallback_from_alias = set.fallback_from_alias;
+    t.alias_url = alias != nullptr ? alias->url : nullptr;
 
     active_request counted;
-    pyinterp::scoped_enter in(v);
-    if (!in) {
-        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "PYI0603: cannot enter application group '%s': %s", t.group,
-                      pyinterp_strerror(in.status()));
-        return HTTP_SERVICE_UNAVAILABLE;
+    // An application once moved to the main interpreter (fallback.h) goes
+    // straight there.  At most two rounds: its group, then main.
+    bool routed = fallback_routed(t.script, t.group);
+    for (int round = 0; round < 2; ++round) {
+        if (routed) t.group = "";
+        pyinterp::view v = interpreter_for(t.group, r->server);
+        if (!v) return HTTP_INTERNAL_SERVER_ERROR;
+        t.interpreter = apr_pstrdup(r->pool, v.name());
+        t.interpreter_id = v.id();
+        int rc;
+        bool abandon = false;
+        {
+            pyinterp::scoped_enter in(v);
+            if (!in) {
+                // Lost a race with a request that moved this application to
+                // main and ended the interpreter it had left.
+                if (!routed && in.status() == PYINTERP_ERR_GONE && fallback_routed(t.script, t.group)) {
+                    routed = true;
+                    continue;
+                }
+                ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "PYI0603: cannot enter application group '%s': %s",
+                              t.group, pyinterp_strerror(in.status()));
+                return HTTP_SERVICE_UNAVAILABLE;
+            }
+            // From here to the end of the scope this thread holds the group's GIL.
+            PyObject* m =
+                prepare_interpreter(runtime_main_server(), server_settings(runtime_main_server()).python_path);
+            if (m == nullptr) {
+                log_python_exception(r, nullptr, "PYI0604: cannot prepare the interpreter");
+                return HTTP_INTERNAL_SERVER_ERROR;
+            }
+            rc = proto.serve(r, t, state_of(m));
+            // The interpreter the application left behind is ended when no
+            // other application lives in it, so routing does not leak it.
+            abandon = rc == k_route_to_main && PyDict_Size(state_of(m)->apps) == 0;
+            Py_DECREF(m);
+        }
+        if (rc != k_route_to_main) return rc;
+        if (round > 0 || *t.group == '\0') break;  // already in main: cannot happen, but never loop
+        if (abandon) {
+            int end = v.end(k_abandon_end_timeout_ms);
+            if (end == PYINTERP_OK)
+                ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                              "PYI0214: ended interpreter '%s' of application group '%s': no application left in it",
+                              t.interpreter, t.group);
+            else if (end != PYINTERP_ERR_GONE)
+                ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
+                              "PYI0215: cannot end interpreter '%s' of application group '%s' yet: %s", t.interpreter,
+                              t.group, pyinterp_strerror(end));
+        }
+        routed = true;
     }
-    // From here to the end of the scope this thread holds the group's GIL.
-    PyObject* m = prepare_interpreter(runtime_main_server(), server_settings(runtime_main_server()).python_path);
-    if (m == nullptr) {
-        log_python_exception(r, nullptr, "PYI0604: cannot prepare the interpreter");
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    int rc = proto.serve(r, t, state_of(m));
-    Py_DECREF(m);
-    return rc;
+    return HTTP_INTERNAL_SERVER_ERROR;
 }
 
 }  // namespace pyinterp::mod

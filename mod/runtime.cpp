@@ -17,10 +17,12 @@
 
 #include "app_cache.h"
 #include "config.h"
+#include "fallback.h"
 #include "groups.h"
 #include "log_stream.h"
 #include "pymodule.h"
 #include "pyinterp/dispatch.hpp"
+#include "pyinterp/module.h"
 
 APLOG_USE_MODULE(pyinterp);
 
@@ -54,29 +56,49 @@ void forward_log(int level, const char* message, void* user) {
     }
 }
 
-// Loads one PyInterpImportScript into its group.  Any GIL state (enters
-// the group's interpreter through the dispatch library).
-void preload(const import_script& imp, apr_pool_t* p) noexcept {
+// Loads one PyInterpImportScript into `group`.  Any GIL state (enters the
+// group's interpreter through the dispatch library).  Returns true when the
+// script must go to the main interpreter instead (PyInterpSubinterpreterFallback
+// route; logged and recorded).
+bool preload_into(const import_script& imp, const char* group, apr_pool_t* p) noexcept {
     const server_config& main_conf = server_settings(g_server);
+    pyinterp::view v = interpreter_for(group, g_server);
+    if (!v) return false;
+    bool to_main = false, abandon = false;
+    {
+        pyinterp::scoped_enter in(v);
+        if (!in) {
+            ap_log_error(APLOG_MARK, APLOG_ERR, 0, g_server, "PYI0103: cannot enter application group '%s': %s",
+                         group, pyinterp_strerror(in.status()));
+            return false;
+        }
+        PyObject* m = prepare_interpreter(g_server, main_conf.python_path);
+        const char* callable = imp.callable ? imp.callable : k_default_callable;
+        fallback_policy policy = server_fallback(imp.server);
+        PyObject* app =
+            m ? load_application(state_of(m), imp.path, callable, false, g_server, group, policy, false) : nullptr;
+        if (app == nullptr && m != nullptr && fallback_pending(state_of(m))) {
+            to_main = fallback_after_load(nullptr, g_server, imp.path, group, policy, false, nullptr, state_of(m)) ==
+                      k_route_to_main;
+            abandon = to_main && PyDict_Size(state_of(m)->apps) == 0;
+        } else if (app == nullptr) {
+            log_python_exception(nullptr, g_server,
+                                 apr_psprintf(p, "PYI0104: PyInterpImportScript '%s' failed in application group '%s'",
+                                              imp.path, *group ? group : "%{GLOBAL}"));
+        }
+        Py_XDECREF(app);
+        Py_XDECREF(m);
+    }
+    if (abandon) v.end(k_end_timeout_ms);
+    return to_main;
+}
+
+// Loads one PyInterpImportScript into its group, or into the main
+// interpreter when the fallback policy routes it there.
+void preload(const import_script& imp, apr_pool_t* p) noexcept {
     const char* group = group_for_server(imp.server, imp.group, p);
     if (group == nullptr) return;
-    pyinterp::view v = interpreter_for(group, g_server);
-    if (!v) return;
-    pyinterp::scoped_enter in(v);
-    if (!in) {
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, g_server, "PYI0103: cannot enter application group '%s': %s", group,
-                     pyinterp_strerror(in.status()));
-        return;
-    }
-    PyObject* m = prepare_interpreter(g_server, main_conf.python_path);
-    const char* callable = imp.callable ? imp.callable : k_default_callable;
-    PyObject* app = m ? load_application(state_of(m), imp.path, callable, false, g_server, group) : nullptr;
-    if (app == nullptr)
-        log_python_exception(nullptr, g_server,
-                             apr_psprintf(p, "PYI0104: PyInterpImportScript '%s' failed in application group '%s'",
-                                          imp.path, *group ? group : "%{GLOBAL}"));
-    Py_XDECREF(app);
-    Py_XDECREF(m);
+    if (fallback_routed(imp.path, group) || preload_into(imp, group, p)) preload_into(imp, "", p);
 }
 
 // Child exit (a cleanup of pchild, on the thread that ran child_init).
@@ -133,6 +155,15 @@ void runtime_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
                               s);
     if (PyImport_AppendInittab(k_private_module, pyinterp_private_module_init) != 0) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "PYI0101: cannot register the private module; Python not started");
+        return;
+    }
+    // `import pyinterp` in every interpreter: the loop API for applications
+    // and the C API capsule (pyinterp._C_API) through which extension
+    // modules reach this process's dispatch library, which the module links
+    // statically with hidden visibility (an extension linking its own copy
+    // would not know these interpreters).
+    if (PyImport_AppendInittab("pyinterp", PyInit_pyinterp) != 0) {
+        ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "PYI0110: cannot register the pyinterp module; Python not started");
         return;
     }
     pyinterp_config cfg{};

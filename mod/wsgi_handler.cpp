@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "app_cache.h"
+#include "fallback.h"
 #include "log_stream.h"
 #include "protocol.h"
 #include "py_compat.h"
@@ -137,7 +138,11 @@ void discard_body(wsgi_request* q) noexcept {
 }
 
 int serve(request_rec* r, const request_target& t, module_state* st) noexcept {
-    PyObject* app = load_application(st, t.script, t.callable, t.script_reloading, r->server, t.group);
+    PyObject* app = load_application(st, t.script, t.callable, t.script_reloading, r->server, t.group, t.fallback,
+                                     t.fallback_from_alias);
+    if (app == nullptr && fallback_pending(st))
+        return fallback_after_load(r, r->server, t.script, t.group, t.fallback, t.fallback_from_alias, t.alias_url,
+                                   st);
     if (app == nullptr) {
         log_python_exception(r, nullptr, apr_psprintf(r->pool, "PYI0701: cannot load WSGI script '%s'", t.script));
         return HTTP_INTERNAL_SERVER_ERROR;

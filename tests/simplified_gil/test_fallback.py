@@ -1,0 +1,121 @@
+"""PyInterpSubinterpreterFallback: route, refuse, allow, and the extensions
+and applications that stay in their subinterpreter."""
+from conftest import app
+
+
+def alias(url, name, *options):
+    return "PyInterpScriptAlias %s %s %s" % (url, app(name), " ".join(options))
+
+
+def test_route_moves_gilstate_app_to_main(serve):
+    srv = serve(alias("/g", "gilstate"))
+    for _ in range(4):  # every request, on either worker thread, runs in main
+        status, body = srv.get("/g")
+        assert status == 200, body
+        assert body["interp"] == 0 and body["group"] == ""
+        assert body["callback_interp"] == 0
+        assert body["callback_saw_app_state"] is True
+    line = srv.wait_log(r"PYI0210: ")
+    assert str(app("gilstate")) in line and "sg_gilstate" in line and "PyGILState_Ensure" in line
+    assert "sg_gilstate.cpython" in line  # the extension's path
+    assert srv.log().count("PYI0210: ") == 1
+    # The abandoned subinterpreter was ended.
+    srv.wait_log(r"PYI0214: ended interpreter")
+
+
+def test_refuse_answers_500_and_names_the_directive(serve):
+    srv = serve("PyInterpSubinterpreterFallback refuse\n" + alias("/g", "gilstate"))
+    srv.allow(r"PYI0211: ")
+    status, _ = srv.get("/g")
+    assert status == 500
+    line = srv.wait_log(r"PYI0211: ")
+    assert "sg_gilstate" in line and "application-group=%{GLOBAL}" in line
+    assert "PyInterpSubinterpreterFallback route" in line
+
+
+def test_alias_option_overrides_directive(serve):
+    srv = serve("PyInterpSubinterpreterFallback refuse\n" +
+                alias("/g", "gilstate", "subinterpreter-fallback=route") + "\n" +
+                alias("/r", "gilstate", "application-group=other"))
+    srv.allow(r"PYI0211: ")
+    status, body = srv.get("/g")
+    assert status == 200 and body["interp"] == 0
+    status, _ = srv.get("/r")
+    assert status == 500
+    assert "PyInterpSubinterpreterFallback refuse" in srv.wait_log(r"PYI0211: ")
+
+
+def test_allow_loads_in_subinterpreter_and_warns_once(serve):
+    srv = serve(alias("/g", "gilstate", "subinterpreter-fallback=allow"))
+    for _ in range(3):
+        status, body = srv.get("/g")
+        assert status == 200, body
+        assert body["interp"] != 0
+        # What the warning is about: the callback ran in another interpreter.
+        assert body["callback_interp"] != body["interp"]
+        assert body["callback_saw_app_state"] is False
+    line = srv.wait_log(r"PYI0212: ")
+    assert "sg_gilstate" in line and "subinterpreter-fallback=allow" in line
+    assert srv.log().count("PYI0212: ") == 1
+
+
+def test_dispatch_extension_stays_in_subinterpreter(serve):
+    srv = serve(alias("/d", "dispatch"))
+    for _ in range(4):
+        status, body = srv.get("/d")
+        assert status == 200, body
+        assert body["interp"] != 0
+        assert body["callback_interp"] == body["interp"]
+        assert body["callback_saw_app_state"] is True
+    assert "PYI0210: " not in srv.log()
+
+
+def test_numpy_app_is_routed_to_main(serve):
+    srv = serve(alias("/n", "numpy"))
+    status, body = srv.get("/n")
+    assert status == 200, body
+    assert body["interp"] == 0 and body["sum"] == 45
+    line = srv.wait_log(r"PYI0210: ")
+    assert "numpy" in line and "_multiarray_umath" in line
+
+
+def test_sqlite_app_stays_and_its_callbacks_run_there(serve):
+    srv = serve(alias("/s", "sqlite"))
+    for _ in range(4):
+        status, body = srv.get("/s")
+        assert status == 200, body
+        assert body["interp"] != 0
+        assert body["callback_interps"] == [body["interp"]] * 2
+    assert "PYI0210: " not in srv.log()
+
+
+def test_two_routed_apps_are_told_they_share_main(serve):
+    srv = serve(alias("/g", "gilstate") + "\n" + alias("/n", "numpy") + "\n" + alias("/s", "sqlite"))
+    assert srv.get("/g")[1]["interp"] == 0
+    assert srv.get("/n")[1]["interp"] == 0
+    assert srv.get("/s")[1]["interp"] != 0
+    line = srv.wait_log(r"PYI0213: ")
+    assert "lose isolation" in line and str(app("gilstate")) in line and str(app("numpy")) in line
+
+
+def test_global_group_is_main_on_every_thread(serve):
+    srv = serve(alias("/g", "gilstate", "application-group=%{GLOBAL}") + "\n" + alias("/s", "sqlite"),
+                threads=2)
+    for _ in range(6):
+        assert srv.get("/s")[1]["interp"] != 0
+        status, body = srv.get("/g")
+        assert body["interp"] == 0 and body["callback_interp"] == 0 and body["callback_saw_app_state"]
+    assert "PYI0210: " not in srv.log()  # nothing to route: it asked for main
+
+
+def test_bad_policy_fails_configtest(module_so, ext_dir, workdir):
+    import conftest
+    site = workdir / "site.conf"
+    site.write_text("PyInterpSubinterpreterFallback sometimes\n")
+    paths = conftest.runner.render_config(str(workdir), str(app("plain")), 1, module=str(module_so),
+                                          site_conf=str(site))
+    ok, out = conftest.runner.config_test(paths)
+    assert not ok and "PyInterpSubinterpreterFallback: unknown subinterpreter fallback 'sometimes'" in out
+    site.write_text("PyInterpScriptAlias /x %s subinterpreter-fallback=maybe\n" % app("plain"))
+    ok, out = conftest.runner.config_test(paths)
+    assert not ok and "PyInterpScriptAlias: unknown subinterpreter fallback 'maybe'" in out
