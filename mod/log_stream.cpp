@@ -47,7 +47,15 @@ void drain(log_object* self, bool all) noexcept {
     for (;;) {
         size_t nl = buf.find('\n', start);
         if (nl == std::string::npos) {
-            if (buf.size() - start >= k_max_line || (all && buf.size() > start)) {
+            // A long line still being written (print() sends its "\n"
+            // separately): log it in pieces of k_max_line, keeping at least
+            // one byte back so the newline that ends it never logs an
+            // empty line.
+            while (buf.size() - start > k_max_line) {
+                emit(self, buf.data() + start, k_max_line);
+                start += k_max_line;
+            }
+            if (all && buf.size() > start) {
                 emit(self, buf.data() + start, buf.size() - start);
                 start = buf.size();
             }

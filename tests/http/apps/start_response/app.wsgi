@@ -1,0 +1,96 @@
+# start_response: status and headers as given, exc_info before and after
+# the headers went out, a second call without exc_info, HEAD.
+import sys
+
+import apptest
+
+
+def ok(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Multi", "one"),
+                              ("X-Multi", "two"), ("X-Latin1", "caf\xe9")])
+    return [b"hello"]
+
+
+def status(environ, start_response):
+    start_response(apptest.query(environ)["s"], [("Content-Type", "text/plain")])
+    return [b"status body"]
+
+
+def exc_info_before(environ, start_response):
+    # An error after start_response but before any body: a second call with
+    # exc_info replaces the status and headers.
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-First", "yes")])
+    try:
+        raise KeyError("before-body")
+    except KeyError:
+        start_response("503 Replaced", [("Content-Type", "text/plain"), ("X-Second", "yes")],
+                       sys.exc_info())
+    return [b"replaced body"]
+
+
+def exc_info_after(environ, start_response):
+    # After the headers are out, start_response(..., exc_info) re-raises the
+    # very exception it was given; the application catches it here and says so.
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"partial;")
+    try:
+        raise KeyError("after-body")
+    except KeyError as e:
+        original = e
+        try:
+            start_response("500 Too Late", [("Content-Type", "text/plain")], sys.exc_info())
+        except KeyError as again:
+            return [b"reraised-same" if again is original else b"reraised-other"]
+    return [b"not-reraised"]
+
+
+def exc_info_after_propagates(environ, start_response):
+    # The same, letting the re-raised exception escape: the connection is cut.
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"partial;")
+    try:
+        raise KeyError("pyinterp-test-exc-info-propagated")
+    except KeyError:
+        start_response("500 Too Late", [("Content-Type", "text/plain")], sys.exc_info())
+    return [b"not-reraised"]
+
+
+def second_call(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        start_response("201 Created", [("Content-Type", "text/plain")])
+    except Exception as e:  # PEP 3333: an error without exc_info
+        return [("raised " + type(e).__name__).encode()]
+    return [b"second call accepted"]
+
+
+def head(environ, start_response):
+    body = b"x" * 1000
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body))),
+                              ("X-Method", environ["REQUEST_METHOD"])])
+    return [body]
+
+
+def empty(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return []
+
+
+def no_content(environ, start_response):
+    start_response("204 No Content", [])
+    return []
+
+
+def generator(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    for i in range(100):
+        yield b"%03d," % i
+
+
+ROUTES = {f.__name__.replace("_", "-"): f for f in [
+    ok, status, exc_info_before, exc_info_after, exc_info_after_propagates, second_call, head,
+    empty, no_content, generator]}
+
+
+def application(environ, start_response):
+    return ROUTES[environ["PATH_INFO"].strip("/")](environ, start_response)
