@@ -24,7 +24,6 @@ PyObject* py_note(PyObject*, PyObject* arg) {
 }
 PyMethodDef note_def = {"note", py_note, METH_O, nullptr};
 
-callback make_callback(const view& v, const char* src, const char* name);
 
 // A callback on an object whose __del__ notes the interpreter it runs in;
 // the callback holds the only reference.  Clears the notes.
@@ -33,7 +32,7 @@ callback make_noting_callback(const view& v) {
         scoped_enter in(v);
         test::install_builtin(&note_def);
     }
-    callback cb = make_callback(v, "class C:\n    def __call__(self):\n        return 1\n"
+    callback cb = test::make_callback(v, "class C:\n    def __call__(self):\n        return 1\n"
                                    "    def __del__(self):\n        note(probe())\n"
                                    "obj = C()\n", "obj");
     {
@@ -45,19 +44,6 @@ callback make_noting_callback(const view& v) {
     return cb;
 }
 
-PyObject* global(const char* name) {
-    return PyDict_GetItemString(PyModule_GetDict(PyImport_AddModule("__main__")), name);  // borrowed
-}
-
-callback make_callback(const view& v, const char* src, const char* name) {
-    scoped_enter in(v);
-    EXPECT_TRUE(in);
-    EXPECT_TRUE(test::exec(src));
-    int rc = -100;
-    callback cb = callback::create(global(name), &rc);
-    EXPECT_EQ(rc, PYINTERP_OK);
-    return cb;
-}
 
 struct call_ctx {
     int64_t expected_interp;
@@ -84,7 +70,7 @@ TEST(Callback, RunsInItsInterpreterFromForeignThreads) {
     const char* src = "calls = 0\ndef cb(n):\n    global calls\n    calls += 1\n    return n * 2 + probe() * 1000\n";
     std::vector<view> views = {view::main(), test::make_interp("cb_a"), test::make_interp("cb_b")};
     std::vector<callback> cbs;
-    for (auto& v : views) cbs.push_back(make_callback(v, src, "cb"));
+    for (auto& v : views) cbs.push_back(test::make_callback(v, src, "cb"));
     constexpr int k_threads = 3, k_calls = 500;
     std::atomic<int> bad{0};
     std::vector<std::thread> threads;
@@ -112,7 +98,7 @@ TEST(Callback, RunsInItsInterpreterFromForeignThreads) {
 
 TEST(Callback, ExceptionIsLoggedWithTracebackAndReported) {
     view a = test::make_interp("cb_raise");
-    callback cb = make_callback(a, "def inner(n):\n    raise ValueError('boom-%d' % n)\n"
+    callback cb = test::make_callback(a, "def inner(n):\n    raise ValueError('boom-%d' % n)\n"
                                    "def failing(n):\n    return inner(n)\n", "failing");
     test::log_capture::clear();
     test::on_new_thread([&] {
@@ -130,7 +116,7 @@ TEST(Callback, ExceptionIsLoggedWithTracebackAndReported) {
 
 TEST(Callback, BadArgumentsAndResultsAreReported) {
     view a = test::make_interp("cb_args");
-    callback cb = make_callback(a, "def f(*a):\n    return len(a)\n", "f");
+    callback cb = test::make_callback(a, "def f(*a):\n    return len(a)\n", "f");
     EXPECT_EQ(cb.call(), PYINTERP_OK);  // no make_args: no arguments
     auto raising = [](void*) -> PyObject* {
         PyErr_SetString(PyExc_RuntimeError, "args-failed");

@@ -199,7 +199,7 @@ TEST(Enter, ManyThreadsManyInterpretersThousandsOfRoundTrips) {
         scoped_enter in(v);
         ASSERT_TRUE(test::exec("calls = 0\ndef f(expected):\n    global calls\n    calls += 1\n"
                                "    return probe() == expected\n"));
-        fns.push_back(PyDict_GetItemString(PyModule_GetDict(PyImport_AddModule("__main__")), "f"));
+        fns.push_back(test::main_global("f"));
         Py_INCREF(fns.back());
     }
     stress_result res;

@@ -79,20 +79,6 @@ view make_interp(const char* name) {
     return v;
 }
 
-PyObject* global(const char* name) {
-    return PyDict_GetItemString(PyModule_GetDict(PyImport_AddModule("__main__")), name);  // borrowed
-}
-
-// Runs `src` in `v` and wraps its global `name` in a callback.
-callback make_callback(const view& v, const std::string& src, const char* name) {
-    scoped_enter in(v);
-    EXPECT_TRUE(in);
-    EXPECT_TRUE(test::exec(src));
-    int rc = -100;
-    callback cb = callback::create(global(name), &rc);
-    EXPECT_EQ(rc, PYINTERP_OK);
-    return cb;
-}
 
 // Arguments: (n,) with n carried in the user pointer.
 PyObject* int_args(void* user) {
@@ -145,7 +131,7 @@ TEST(Loop, PostsFromForeignThreadsRunOnceEachInTheirInterpreters) {
     loop_owner lo(3);
     std::vector<view> views = {make_interp("lp_a"), make_interp("lp_b"), make_interp("lp_c")};
     std::vector<callback> cbs;
-    for (auto& v : views) cbs.push_back(make_callback(v, k_note_src, "cb"));
+    for (auto& v : views) cbs.push_back(test::make_callback(v, k_note_src, "cb"));
 
     std::atomic<int> failures{0};
     std::vector<std::thread> posters;
@@ -200,7 +186,7 @@ TEST(Loop, TimersFireInDeadlineOrderAndTiesInPostingOrder) {
     reset();
     loop_owner lo(1);
     view a = make_interp("lp_timers");
-    callback cb = make_callback(a, k_note_src, "cb");
+    callback cb = test::make_callback(a, k_note_src, "cb");
     // (delay ms, tag): expected order is by delay, then by posting order.
     const std::vector<std::pair<int, int>> plan = {{60, 6}, {15, 2}, {40, 5}, {15, 3}, {25, 4}, {0, 1}, {80, 7}};
     auto start = std::chrono::steady_clock::now();
@@ -221,8 +207,8 @@ TEST(Loop, CancelledTasksNeverRunAndAreReleasedPromptly) {
     reset();
     loop_owner lo(1);
     view a = make_interp("lp_cancel");
-    callback cb = make_callback(a, k_note_src, "cb");
-    callback blocker = make_callback(a, "def blocker():\n    note(0)\n    block()\n", "blocker");
+    callback cb = test::make_callback(a, k_note_src, "cb");
+    callback blocker = test::make_callback(a, "def blocker():\n    note(0)\n    block()\n", "blocker");
     test::latch g;
     gate = &g;
 
@@ -271,9 +257,9 @@ TEST(Loop, EndingAnInterpreterDropsItsPendingTasksAndWaitsForTheRunningOne) {
     loop_owner lo(1);  // one thread: both interpreters share it
     view x = make_interp("lp_end_x");
     view y = make_interp("lp_end_y");
-    callback cb = make_callback(x, k_note_src, "cb");
-    callback running = make_callback(x, "def running():\n    note(1)\n    block()\n    note(2)\n", "running");
-    callback ycb = make_callback(y, k_note_src, "cb");
+    callback cb = test::make_callback(x, k_note_src, "cb");
+    callback running = test::make_callback(x, "def running():\n    note(1)\n    block()\n    note(2)\n", "running");
+    callback ycb = test::make_callback(y, k_note_src, "cb");
     test::latch g;
     gate = &g;
 
@@ -335,7 +321,7 @@ callback make_tracked_callable(const view& v) {
                            "    def __del__(self):\n        note(1000 + probe())\n"
                            "tracked = Tracked()\n"));
     int rc = -100;
-    callback cb = callback::create(global("tracked"), &rc);
+    callback cb = callback::create(test::main_global("tracked"), &rc);
     EXPECT_EQ(rc, PYINTERP_OK);
     EXPECT_TRUE(test::exec("del tracked"));
     return cb;
@@ -351,7 +337,7 @@ TEST(Loop, StoppingDropsQueuedWorkAndReleasesReferencesInTheirInterpreters) {
     gate = &g;
     std::vector<callback> blockers;
     for (auto& v : views) {
-        blockers.push_back(make_callback(v, "def blocker():\n    note(0)\n    block()\n", "blocker"));
+        blockers.push_back(test::make_callback(v, "def blocker():\n    note(0)\n    block()\n", "blocker"));
         pyinterp_loop_task t{};
         t.callback = blockers.back().get();
         ASSERT_EQ(pyinterp_loop_call_soon(lo->loop, &t, nullptr), PYINTERP_OK);
@@ -415,8 +401,8 @@ TEST(Loop, AnExceptionIsLoggedWithItsTracebackAndTheLoopGoesOn) {
     reset();
     loop_owner lo(1);
     view a = make_interp("lp_raise");
-    callback bad = make_callback(a, "def inner():\n    raise KeyError('loop-boom')\ndef bad():\n    inner()\n", "bad");
-    callback good = make_callback(a, k_note_src, "cb");
+    callback bad = test::make_callback(a, "def inner():\n    raise KeyError('loop-boom')\ndef bad():\n    inner()\n", "bad");
+    callback good = test::make_callback(a, k_note_src, "cb");
     test::log_capture::clear();
     pyinterp_loop_task t{};
     t.callback = bad.get();
@@ -437,7 +423,7 @@ TEST(Loop, DescriptorReadinessRunsTheTaskOnceOrUntilCancelled) {
     view a = make_interp("lp_fd");
     int fds[2];
     ASSERT_EQ(pipe(fds), 0);
-    callback reader = make_callback(a, "import os\ndef reader(fd):\n    note(len(os.read(fd, 100)))\n", "reader");
+    callback reader = test::make_callback(a, "import os\ndef reader(fd):\n    note(len(os.read(fd, 100)))\n", "reader");
 
     // One-shot.
     handle_owner once;
@@ -484,7 +470,7 @@ TEST(Loop, RefusesBadArgumentsAndTasksOfEndedInterpreters) {
     EXPECT_EQ(pyinterp_loop_new(&cfg, &l), PYINTERP_ERR_INVALID);
     EXPECT_EQ(pyinterp_loop_threads(lo.loop), 1);
     view a = make_interp("lp_gone");
-    callback cb = make_callback(a, k_note_src, "cb");
+    callback cb = test::make_callback(a, k_note_src, "cb");
     ASSERT_EQ(a.end(), PYINTERP_OK);
     pyinterp_loop_task t = task_for(cb, 1);
     EXPECT_EQ(pyinterp_loop_call_soon(lo.loop, &t, nullptr), PYINTERP_ERR_GONE);
@@ -594,7 +580,7 @@ TEST(PyinterpModule, OwnGilInterpretersImportItAndReceiveTheirCalls) {
     for (auto& v : views) {
         scoped_enter in(v);
         int rc = -100;
-        cbs.push_back(callback::create(global("cb"), &rc));
+        cbs.push_back(callback::create(test::main_global("cb"), &rc));
         ASSERT_EQ(rc, PYINTERP_OK);
     }
     constexpr int k_each = 300;

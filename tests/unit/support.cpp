@@ -140,6 +140,20 @@ int64_t running_interp_id() {
     return PyInterpreterState_GetID(PyInterpreterState_Get());
 }
 
+PyObject* main_global(const char* name) {
+    return PyDict_GetItemString(PyModule_GetDict(PyImport_AddModule("__main__")), name);
+}
+
+pyinterp::callback make_callback(const pyinterp::view& v, const std::string& src, const char* name) {
+    pyinterp::scoped_enter in(v);
+    EXPECT_TRUE(in);
+    EXPECT_TRUE(exec(src));
+    int rc = -100;
+    pyinterp::callback cb = pyinterp::callback::create(main_global(name), &rc);
+    EXPECT_EQ(rc, PYINTERP_OK);
+    return cb;
+}
+
 void install_builtin(PyMethodDef* def) {
     PyObject* fn = PyCFunction_New(def, nullptr);
     PyObject* builtins = PyEval_GetBuiltins();  // borrowed

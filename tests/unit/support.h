@@ -51,6 +51,12 @@ int count_tstates();
 // test.
 pyinterp::view make_interp(const char* name, pyinterp_gil_mode gil = PYINTERP_GIL_SHARED);
 
+// A global of the current interpreter's __main__ (GIL held), borrowed.
+PyObject* main_global(const char* name);
+
+// Runs `src` in `v` and wraps its global `name` in a callback (no GIL held).
+pyinterp::callback make_callback(const pyinterp::view& v, const std::string& src, const char* name);
+
 // Installs a C function into the current interpreter's builtins (GIL held).
 void install_builtin(PyMethodDef* def);
 

@@ -83,7 +83,7 @@ TEST(Teardown, CallsInFlightFinishAndLaterCallsAreRefused) {
         scoped_enter in(a);
         ASSERT_TRUE(test::exec("import time\ncalls = 0\ndef work():\n    global calls\n    calls += 1\n"
                                "    time.sleep(0.0005)\n    return probe()\n"));
-        fn = PyDict_GetItemString(PyModule_GetDict(PyImport_AddModule("__main__")), "work");
+        fn = test::main_global("work");
     }
     pyinterp_callback* cb = nullptr;
     {
