@@ -2,7 +2,7 @@
 """Turns dispatch_bench JSON (Google Benchmark, aggregates) into a table of
 medians and the ratios the project's targets are stated in.
 
-usage: dispatch_report.py [--write docs/benchmarks.md] NAME=results.json ...
+usage: dispatch_report.py [--write docs/benchmarks.md] NAME=results.json[,loop.txt] ...
 """
 import json
 import sys
@@ -29,7 +29,8 @@ def ns(b):
     return b["real_time"] * unit
 
 
-def report(name, path):
+def report(name, paths):
+    path, *texts = paths.split(",")
     ctx, med, cv = load(path)
     out = [f"### {name}", "",
            f"{ctx.get('num_cpus')} CPUs, {ctx.get('date', '')}; medians of 5 repetitions "
@@ -71,6 +72,10 @@ def report(name, path):
         if one and two:
             out.append(f"| {kind.lower()}-GIL throughput, 2 threads / 1 thread | "
                        f"{two['items_per_second'] / one['items_per_second']:.2f}× | |")
+    for text in texts:
+        with open(text) as f:
+            out += ["", "Callbacks delivered through the event loop (loop_bench, one posting thread):",
+                    "", "```", f.read().rstrip(), "```"]
     return "\n".join(out) + "\n"
 
 
