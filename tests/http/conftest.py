@@ -49,7 +49,7 @@ def module_so():
         pytest.fail("%s links no libpython" % path)
     if os.geteuid() == 0 and not harness.world_traversable(python[2]):
         # httpd's children switch to www-data, which cannot read this
-        # Python's standard library (under /root/.pyenv, say).
+        # Python's standard library (under a private home directory, say).
         _SESSION["unusable"] = True
         pytest.skip("the module's Python (%s) is not readable by httpd's children (www-data)" % python[2])
     return path
