@@ -19,6 +19,7 @@ namespace {
 
 constexpr size_t k_read_chunk = 64 * 1024;
 constexpr size_t k_line_chunk = 8 * 1024;
+constexpr size_t k_direct_max = 1024 * 1024;
 
 struct input_object {
     PyObject_HEAD
@@ -35,9 +36,11 @@ size_t available(const wsgi_request* q) noexcept {
     return q->input_buf.size() - q->input_pos;
 }
 
-// Reads up to `want` more bytes from the client into the buffer.  Returns
-// the number read, 0 at the end of the body, -1 with an exception set.
-long fill(wsgi_request* q, size_t want) noexcept {
+// Reads body bytes from the client into dst: up to `want`, or, with
+// `until_full`, until `want` bytes or the end of the body.  Called with the
+// GIL held; releases it around the reads.  Returns the number of bytes read
+// (0 at the end of the body) or -1 with an exception set.
+long client_read(wsgi_request* q, char* dst, size_t want, bool until_full) noexcept {
     if (q->input_failed) {
         PyErr_SetString(PyExc_OSError, "the request body could not be read");
         return -1;
@@ -58,6 +61,30 @@ long fill(wsgi_request* q, size_t want) noexcept {
             return 0;
         }
     }
+    size_t got = 0;
+    long n = 0;
+    Py_BEGIN_ALLOW_THREADS
+    do {
+        n = ap_get_client_block(r, dst + got, want - got);
+        if (n > 0) got += size_t(n);
+    } while (until_full && n > 0 && got < want);
+    Py_END_ALLOW_THREADS
+    q->input_total += apr_off_t(got);
+    if (n < 0) {
+        q->input_failed = true;
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "PYI0402: reading the request body failed after %" APR_OFF_T_FMT " bytes",
+                      q->input_total);
+        PyErr_SetString(PyExc_OSError, "reading the request body failed (client gone or timed out)");
+        return -1;
+    }
+    if (n == 0) q->input_eof = true;
+    return long(got);
+}
+
+// Reads up to `want` more bytes from the client into the buffer.  Returns
+// the number read, 0 at the end of the body, -1 with an exception set.
+long fill(wsgi_request* q, size_t want) noexcept {
     if (q->input_pos == q->input_buf.size()) {
         q->input_buf.clear();
         q->input_pos = 0;
@@ -70,24 +97,24 @@ long fill(wsgi_request* q, size_t want) noexcept {
         PyErr_NoMemory();
         return -1;
     }
-    char* dst = &q->input_buf[old];
-    long n;
-    Py_BEGIN_ALLOW_THREADS
-    n = ap_get_client_block(r, dst, want);
-    Py_END_ALLOW_THREADS
-    if (n < 0) {
-        q->input_buf.resize(old);
-        q->input_failed = true;
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "PYI0402: reading the request body failed after %" APR_OFF_T_FMT " bytes",
-                      q->input_total);
-        PyErr_SetString(PyExc_OSError, "reading the request body failed (client gone or timed out)");
-        return -1;
-    }
-    q->input_buf.resize(old + size_t(n));
-    q->input_total += n;
-    if (n == 0) q->input_eof = true;
+    long n = client_read(q, &q->input_buf[old], want, false);
+    q->input_buf.resize(old + size_t(n > 0 ? n : 0));
     return n;
+}
+
+// read(size) with nothing buffered: the body goes straight from httpd into
+// the bytes object returned, with no intermediate buffer.  New reference or
+// nullptr with an exception set.
+PyObject* read_direct(wsgi_request* q, size_t size) noexcept {
+    PyObject* out = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(size));
+    if (out == nullptr) return nullptr;
+    long n = client_read(q, PyBytes_AS_STRING(out), size, true);
+    if (n < 0) {
+        Py_DECREF(out);
+        return nullptr;
+    }
+    if (size_t(n) < size && _PyBytes_Resize(&out, Py_ssize_t(n)) < 0) return nullptr;
+    return out;
 }
 
 // Takes `n` buffered bytes as a bytes object.
@@ -118,6 +145,9 @@ PyObject* read_size(wsgi_request* q, Py_ssize_t size) noexcept {
         }
         return take(q, available(q));
     }
+    // Direct only up to a bound: read(huge) on a small body must not
+    // allocate `huge` bytes up front.
+    if (available(q) == 0 && size > 0 && size_t(size) <= k_direct_max) return read_direct(q, size_t(size));
     while (available(q) < size_t(size)) {
         long n = fill(q, size_t(size) - available(q));
         if (n < 0) return nullptr;
