@@ -64,7 +64,8 @@ bool send_body(wsgi_request* q, PyObject* result) noexcept {
         send_status st;
         if (send_wrapped_file(q, filelike, &st)) return st != send_status::error;
     }
-    // A list or tuple is complete already: let httpd coalesce its items.
+    // A list or tuple is complete already: hold its blocks back and pass them
+    // with the end of the response; stream anything else block by block.
     bool complete = PyList_CheckExact(result) || PyTuple_CheckExact(result);
     PyObject* it = PyObject_GetIter(result);
     if (it == nullptr) return false;
@@ -77,7 +78,9 @@ bool send_body(wsgi_request* q, PyObject* result) noexcept {
             ok = false;
             break;
         }
-        send_status st = response_write(q, PyBytes_AS_STRING(item), size_t(PyBytes_GET_SIZE(item)), !complete);
+        const char* data = PyBytes_AS_STRING(item);
+        size_t n = size_t(PyBytes_GET_SIZE(item));
+        send_status st = complete ? response_hold(q, data, n) : response_write(q, data, n, true);
         Py_DECREF(item);
         if (st == send_status::error) {
             ok = false;
@@ -118,6 +121,7 @@ int report(wsgi_request* q, PyObject* exc, const request_target& t) noexcept {
         Py_DECREF(exc);
         return OK;
     }
+    if (q->headers_sent) response_unsend(q);  // nothing on its way yet: a clean 500
     compat::restore_exception(exc);
     log_python_exception(r, nullptr,
                          apr_psprintf(r->pool, "PYI0702: exception in the WSGI application of '%s'%s", t.script,

@@ -28,6 +28,7 @@ struct wsgi_request {
     apr_off_t body_sent = 0;        // bytes handed to httpd
     bool truncated = false;         // body longer than Content-Length was cut
     bool client_gone = false;       // a pass failed or the connection aborted
+    bool passed = false;            // anything was passed to the output filters
 
     // Request body.
     bool input_started = false;  // ap_setup_client_block done

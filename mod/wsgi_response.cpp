@@ -68,6 +68,7 @@ send_status pass(wsgi_request* q) noexcept {
     request_rec* r = q->r;
     apr_status_t rv;
     Py_BEGIN_ALLOW_THREADS
+    q->passed = true;
     rv = ap_pass_brigade(r->output_filters, q->bb);
     apr_brigade_cleanup(q->bb);
     Py_END_ALLOW_THREADS
@@ -115,6 +116,22 @@ send_status response_write(wsgi_request* q, const char* data, size_t n, bool flu
     return pass(q);
 }
 
+send_status response_hold(wsgi_request* q, const char* data, size_t n) noexcept {
+    constexpr apr_off_t k_hold_max = 256 * 1024;
+    if (q->client_gone) return send_status::client_gone;
+    if (n == 0) return send_status::ok;
+    if (!q->headers_sent && !apply_headers(q)) return send_status::error;
+    apr_off_t len = allowed(q, apr_off_t(n));
+    if (len <= 0) return send_status::ok;
+    // A heap copy: the bytes object may be gone before the brigade is passed.
+    apr_bucket* b = apr_bucket_heap_create(data, apr_size_t(len), nullptr, q->r->connection->bucket_alloc);
+    APR_BRIGADE_INSERT_TAIL(q->bb, b);
+    q->body_sent += len;
+    apr_off_t held = 0;
+    apr_brigade_length(q->bb, 0, &held);
+    return held >= k_hold_max ? pass(q) : send_status::ok;
+}
+
 send_status response_send_file(wsgi_request* q, int fd, apr_off_t offset, apr_off_t length) noexcept {
     if (q->client_gone) return send_status::client_gone;
     if (length <= 0) return send_status::ok;
@@ -146,6 +163,9 @@ send_status response_finish(wsgi_request* q) noexcept {
     if (!q->headers_sent && !apply_headers(q)) return send_status::error;
     request_rec* r = q->r;
     if (q->content_length >= 0 && q->body_sent < q->content_length && !r->header_only) {
+        // Held blocks go out on their own first: passed together with the
+        // end of stream, httpd would replace the declared Content-Length.
+        if (!APR_BRIGADE_EMPTY(q->bb) && pass(q) != send_status::ok) return send_status::client_gone;
         ap_log_rerror(APLOG_MARK, APLOG_WARNING, 0, r,
                       "PYI0503: response body shorter than its Content-Length (%" APR_OFF_T_FMT " of %" APR_OFF_T_FMT
                       " bytes); closing the connection",
@@ -154,6 +174,14 @@ send_status response_finish(wsgi_request* q) noexcept {
     }
     APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_eos_create(r->connection->bucket_alloc));
     return pass(q);
+}
+
+bool response_unsend(wsgi_request* q) noexcept {
+    if (q->passed) return false;
+    apr_brigade_cleanup(q->bb);
+    q->headers_sent = false;
+    q->body_sent = 0;
+    return true;
 }
 
 void response_abort(wsgi_request* q) noexcept {

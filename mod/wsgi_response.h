@@ -25,6 +25,13 @@ enum class send_status {
 // client now rather than letting httpd buffer it.
 send_status response_write(wsgi_request* q, const char* data, size_t n, bool flush) noexcept;
 
+// Like response_write, for a body whose blocks all exist already (a list or
+// tuple): the block is copied and held back, and reaches the network with the
+// next write, at response_finish, or once k_hold_max bytes are held.  Saves a
+// GIL hand-over per block (the GIL is released around every pass) and lets
+// httpd send headers and body in one write.
+send_status response_hold(wsgi_request* q, const char* data, size_t n) noexcept;
+
 // Sends `length` bytes of the regular file `fd` from `offset` as a file
 // bucket (httpd may use sendfile or mmap).  The descriptor is duplicated,
 // the caller keeps `fd`.  Returns error with an OSError set if it could not
@@ -36,6 +43,10 @@ send_status response_send_file(wsgi_request* q, int fd, apr_off_t offset, apr_of
 // connection to be closed after this response.  error: start_response was
 // never called (exception set; nothing was sent).
 send_status response_finish(wsgi_request* q) noexcept;
+
+// If nothing of the response reached httpd's output filters yet (its blocks
+// are only held), drops it so the request can still fail cleanly with a 500.
+bool response_unsend(wsgi_request* q) noexcept;
 
 // Cuts a response whose headers are out: marks the connection to close and
 // ends the stream with an error, so a chunked body gets no final chunk and
