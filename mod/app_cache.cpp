@@ -163,7 +163,7 @@ PyObject* load_locked(module_state* st, const char* path, PyObject* key, bool re
 PyObject* load_application(module_state* st, const char* path, const char* callable, bool reload_if_changed,
                            server_rec* s, const char* group, fallback_policy policy,
                            bool policy_from_alias) noexcept {
-    PyObject* key = PyUnicode_DecodeFSDefault(path);
+    PyObject* key = st->names->get(path, std::strlen(path));
     if (key == nullptr) return nullptr;
     PyObject* module = nullptr;
     file_stamp stamp;
@@ -187,7 +187,9 @@ PyObject* load_application(module_state* st, const char* path, const char* calla
     }
     Py_DECREF(key);
     if (module == nullptr) return nullptr;
-    PyObject* app = PyObject_GetAttrString(module, callable);
+    PyObject* name = st->names->get(callable, std::strlen(callable));
+    PyObject* app = name != nullptr ? PyObject_GetAttr(module, name) : nullptr;
+    Py_XDECREF(name);
     if (app == nullptr && PyErr_ExceptionMatches(PyExc_AttributeError)) {
         PyErr_Clear();
         PyErr_Format(PyExc_AttributeError, "script '%s' defines no '%s' (the WSGI callable)", path, callable);

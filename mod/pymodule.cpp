@@ -2,6 +2,8 @@
 // with the GIL of the interpreter concerned held.
 #include "pymodule.h"
 
+#include <new>
+
 #include "log_stream.h"
 #include "py_compat.h"
 #include "wsgi_file_wrapper.h"
@@ -28,6 +30,15 @@ int exec_module(PyObject* module) noexcept {
         return -1;
     st->apps = PyDict_New();
     if (st->apps == nullptr || PyModule_AddObjectRef(module, "applications", st->apps) < 0) return -1;
+    st->wsgi_version = Py_BuildValue("(ii)", 1, 0);
+    st->str_close = PyUnicode_InternFromString("close");
+    st->environ_keys = new (std::nothrow) str_cache(str_cache::latin1);
+    st->names = new (std::nothrow) str_cache(str_cache::fs);
+    if (st->wsgi_version == nullptr || st->str_close == nullptr) return -1;
+    if (st->environ_keys == nullptr || st->names == nullptr) {
+        PyErr_NoMemory();
+        return -1;
+    }
     PyObject* thread = PyImport_ImportModule("_thread");
     st->load_lock = thread ? PyObject_CallMethod(thread, "RLock", nullptr) : nullptr;
     Py_XDECREF(thread);
@@ -45,6 +56,8 @@ int traverse_module(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->load_lock);
     Py_VISIT(st->fallback_hook);
     Py_VISIT(st->needs_main);
+    Py_VISIT(st->wsgi_version);
+    Py_VISIT(st->str_close);
     return 0;
 }
 
@@ -59,11 +72,22 @@ int clear_module(PyObject* module) {
     Py_CLEAR(st->load_lock);
     Py_CLEAR(st->fallback_hook);
     Py_CLEAR(st->needs_main);
+    Py_CLEAR(st->wsgi_version);
+    Py_CLEAR(st->str_close);
+    if (st->environ_keys != nullptr) st->environ_keys->clear();
+    if (st->names != nullptr) st->names->clear();
     return 0;
 }
 
 void free_module(void* module) {
     clear_module(static_cast<PyObject*>(module));
+    module_state* st = static_cast<module_state*>(PyModule_GetState(static_cast<PyObject*>(module)));
+    if (st != nullptr) {
+        delete st->environ_keys;
+        delete st->names;
+        st->environ_keys = nullptr;
+        st->names = nullptr;
+    }
 }
 
 PyModuleDef_Slot module_slots[] = {

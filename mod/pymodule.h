@@ -7,6 +7,8 @@
 
 #include <Python.h>
 
+#include "str_cache.h"
+
 namespace pyinterp::mod {
 
 struct module_state {
@@ -19,6 +21,10 @@ struct module_state {
     int ready = 0;                  // sys.stdout/stderr and sys.path set up
     PyObject* fallback_hook = nullptr;  // the fallback import hook's module (subinterpreters only)
     PyObject* needs_main = nullptr;     // its NeedsMainInterpreter exception class
+    PyObject* wsgi_version = nullptr;   // (1, 0), shared by every environ
+    PyObject* str_close = nullptr;      // "close", interned
+    str_cache* environ_keys = nullptr;  // environ keys (latin-1)
+    str_cache* names = nullptr;         // script paths and callable names (file system encoding)
 };
 
 // The module's name in sys.modules.

@@ -11,42 +11,55 @@
 #include <cstring>
 
 #include "protocol.h"
+#include "py_compat.h"
 #include "pymodule.h"
+#include "str_cache.h"
 #include "wsgi_request.h"
 
 namespace pyinterp::mod {
 namespace {
 
-// PEP 3333 "native strings": bytes from httpd decoded as latin-1.
-bool set_str(PyObject* env, const char* key, const char* value) noexcept {
-    PyObject* v = PyUnicode_DecodeLatin1(value ? value : "", Py_ssize_t(value ? std::strlen(value) : 0), nullptr);
-    if (v == nullptr) return false;
-    int rc = PyDict_SetItemString(env, key, v);
-    Py_DECREF(v);
-    return rc == 0;
-}
+// The keys environ_new adds after httpd's variables.
+constexpr int k_fixed_keys = 14;
 
-bool set_obj(PyObject* env, const char* key, PyObject* value) noexcept {
+// Sets env[key] = value, the key's str from the interpreter's cache.  Steals
+// `value`; false with an exception set (also when value is nullptr).
+bool set(str_cache* keys, PyObject* env, const char* key, size_t n, PyObject* value) noexcept {
     if (value == nullptr) return false;
-    int rc = PyDict_SetItemString(env, key, value);
+    PyObject* k = keys->get(key, n);
+    int rc = k != nullptr ? PyDict_SetItem(env, k, value) : -1;
+    Py_XDECREF(k);
     Py_DECREF(value);
     return rc == 0;
 }
 
-bool set_bool(PyObject* env, const char* key, bool value) noexcept {
-    return PyDict_SetItemString(env, key, value ? Py_True : Py_False) == 0;
+template <size_t N>
+bool set(str_cache* keys, PyObject* env, const char (&key)[N], PyObject* value) noexcept {
+    return set(keys, env, key, N - 1, value);
 }
 
-// True to the running MPM: threads per child and child processes.
-void mpm_model(bool* multithread, bool* multiprocess) noexcept {
-    int threaded = AP_MPMQ_NOT_SUPPORTED, max_threads = 1, forked = AP_MPMQ_NOT_SUPPORTED, max_daemons = 1;
-    ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
-    if (threaded != AP_MPMQ_NOT_SUPPORTED) ap_mpm_query(AP_MPMQ_MAX_THREADS, &max_threads);
-    ap_mpm_query(AP_MPMQ_IS_FORKED, &forked);
-    if (forked != AP_MPMQ_NOT_SUPPORTED) ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &max_daemons);
-    *multithread = threaded != AP_MPMQ_NOT_SUPPORTED && max_threads > 1;
-    *multiprocess = forked != AP_MPMQ_NOT_SUPPORTED && max_daemons > 1;
+// PEP 3333 "native strings": bytes from httpd decoded as latin-1.
+PyObject* latin1(const char* value) noexcept {
+    if (value == nullptr) value = "";
+    return PyUnicode_DecodeLatin1(value, Py_ssize_t(std::strlen(value)), nullptr);
 }
+
+// True to the running MPM: threads per child and child processes.  Fixed
+// for the life of a child, so asked once.
+struct mpm_model {
+    bool multithread = false;
+    bool multiprocess = false;
+
+    mpm_model() noexcept {
+        int threaded = AP_MPMQ_NOT_SUPPORTED, max_threads = 1, forked = AP_MPMQ_NOT_SUPPORTED, max_daemons = 1;
+        ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded);
+        if (threaded != AP_MPMQ_NOT_SUPPORTED) ap_mpm_query(AP_MPMQ_MAX_THREADS, &max_threads);
+        ap_mpm_query(AP_MPMQ_IS_FORKED, &forked);
+        if (forked != AP_MPMQ_NOT_SUPPORTED) ap_mpm_query(AP_MPMQ_MAX_DAEMONS, &max_daemons);
+        multithread = threaded != AP_MPMQ_NOT_SUPPORTED && max_threads > 1;
+        multiprocess = forked != AP_MPMQ_NOT_SUPPORTED && max_daemons > 1;
+    }
+};
 
 }  // namespace
 
@@ -72,28 +85,30 @@ PyObject* environ_new(wsgi_request* q, const request_target& t, PyObject* input,
         apr_table_unset(e, "HTTP_AUTHORIZATION");
     }
 
-    PyObject* env = PyDict_New();
-    if (env == nullptr) return nullptr;
     const apr_array_header_t* arr = apr_table_elts(e);
+    PyObject* env = compat::dict_presized(arr->nelts + k_fixed_keys);
+    if (env == nullptr) return nullptr;
+    str_cache* keys = q->state->environ_keys;
     const auto* elts = reinterpret_cast<const apr_table_entry_t*>(arr->elts);
     bool ok = true;
     for (int i = 0; ok && i < arr->nelts; ++i)
-        if (elts[i].key != nullptr) ok = set_str(env, elts[i].key, elts[i].val);
+        if (elts[i].key != nullptr) ok = set(keys, env, elts[i].key, std::strlen(elts[i].key), latin1(elts[i].val));
 
-    bool multithread = false, multiprocess = false;
-    mpm_model(&multithread, &multiprocess);
-    ok = ok && set_obj(env, "wsgi.version", Py_BuildValue("(ii)", 1, 0)) &&
-         set_str(env, "wsgi.url_scheme", ap_http_scheme(r)) && PyDict_SetItemString(env, "wsgi.input", input) == 0 &&
-         PyDict_SetItemString(env, "wsgi.errors", errors) == 0 && set_bool(env, "wsgi.multithread", multithread) &&
-         set_bool(env, "wsgi.multiprocess", multiprocess) && set_bool(env, "wsgi.run_once", false) &&
-         set_bool(env, "wsgi.input_terminated", true) &&
-         PyDict_SetItemString(env, "wsgi.file_wrapper", reinterpret_cast<PyObject*>(q->state->file_wrapper_type)) ==
-             0 &&
-         set_obj(env, "pyinterp.application_group", PyUnicode_DecodeLatin1(t.group, Py_ssize_t(std::strlen(t.group)), nullptr)) &&
-         set_obj(env, "pyinterp.interpreter", PyUnicode_DecodeLatin1(t.interpreter, Py_ssize_t(std::strlen(t.interpreter)), nullptr)) &&
-         set_obj(env, "pyinterp.interpreter_id", PyLong_FromLongLong(t.interpreter_id)) &&
-         set_str(env, "pyinterp.callable_object", t.callable) &&
-         set_bool(env, "pyinterp.script_reloading", t.script_reloading);
+    static const mpm_model mpm;
+    auto boolean = [](bool b) { return Py_NewRef(b ? Py_True : Py_False); };
+    ok = ok && set(keys, env, "wsgi.version", Py_NewRef(q->state->wsgi_version)) &&
+         set(keys, env, "wsgi.url_scheme", latin1(ap_http_scheme(r))) &&
+         set(keys, env, "wsgi.input", Py_NewRef(input)) && set(keys, env, "wsgi.errors", Py_NewRef(errors)) &&
+         set(keys, env, "wsgi.multithread", boolean(mpm.multithread)) &&
+         set(keys, env, "wsgi.multiprocess", boolean(mpm.multiprocess)) &&
+         set(keys, env, "wsgi.run_once", boolean(false)) &&
+         set(keys, env, "wsgi.input_terminated", boolean(true)) &&
+         set(keys, env, "wsgi.file_wrapper", Py_NewRef(reinterpret_cast<PyObject*>(q->state->file_wrapper_type))) &&
+         set(keys, env, "pyinterp.application_group", latin1(t.group)) &&
+         set(keys, env, "pyinterp.interpreter", latin1(t.interpreter)) &&
+         set(keys, env, "pyinterp.interpreter_id", PyLong_FromLongLong(t.interpreter_id)) &&
+         set(keys, env, "pyinterp.callable_object", latin1(t.callable)) &&
+         set(keys, env, "pyinterp.script_reloading", boolean(t.script_reloading));
     if (!ok) Py_CLEAR(env);
     return env;
 }

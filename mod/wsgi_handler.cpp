@@ -94,19 +94,20 @@ bool send_body(wsgi_request* q, PyObject* result) noexcept {
 }
 
 // Calls result.close() if it has one.  Keeps the first exception: an
-// exception from close() is returned in *first if none was pending, else
-// logged on its own.
+// exception from close() (or from looking it up) is returned in *first if
+// none was pending, else logged on its own.
 void close_result(wsgi_request* q, PyObject* result, PyObject** first) noexcept {
-    PyObject* close = PyObject_GetAttrString(result, "close");
-    if (close == nullptr) {
-        PyErr_Clear();
-        return;
-    }
-    PyObject* res = PyObject_CallNoArgs(close);
-    Py_DECREF(close);
-    if (res != nullptr) {
-        Py_DECREF(res);
-        return;
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) return;  // no close() to call
+    PyObject* close = nullptr;
+    int found = compat::optional_attr(result, q->state->str_close, &close);
+    if (found == 0) return;
+    if (found > 0) {
+        PyObject* res = PyObject_CallNoArgs(close);
+        Py_DECREF(close);
+        if (res != nullptr) {
+            Py_DECREF(res);
+            return;
+        }
     }
     if (*first == nullptr) *first = compat::take_exception();
     else log_python_exception(q->r, nullptr, "PYI0703: the application's close() raised too");
