@@ -43,6 +43,20 @@ int translate_script_alias(request_rec* r) noexcept {
     return OK;
 }
 
+bool finish_after_leave(request_rec* r, const after_leave& a) noexcept {
+    if (a.bb != nullptr) {
+        apr_status_t rv = ap_pass_brigade(r->output_filters, a.bb);
+        apr_brigade_cleanup(a.bb);
+        if (rv != APR_SUCCESS || r->connection->aborted) {
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
+                          "PYI0501: client connection closed while the response was being sent");
+            return false;
+        }
+    }
+    if (a.discard_body) ap_discard_request_body(r);
+    return true;
+}
+
 int serve_request(request_rec* r, const protocol& proto) noexcept {
     if (!runtime_ready()) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "PYI0601: Python is not running in this child (see its startup)");
@@ -86,6 +100,7 @@ int serve_request(request_rec* r, const protocol& proto) noexcept {
         t.interpreter_id = v.id();
         int rc;
         bool abandon = false;
+        after_leave after;
         {
             pyinterp::scoped_enter in(v);
             if (!in) {
@@ -106,13 +121,16 @@ int serve_request(request_rec* r, const protocol& proto) noexcept {
                 log_python_exception(r, nullptr, "PYI0604: cannot prepare the interpreter");
                 return HTTP_INTERNAL_SERVER_ERROR;
             }
-            rc = proto.serve(r, t, state_of(m));
+            rc = proto.serve(r, t, state_of(m), &after);
             // The interpreter the application left behind is ended when no
             // other application lives in it, so routing does not leak it.
             abandon = rc == k_route_to_main && PyDict_Size(state_of(m)->apps) == 0;
             Py_DECREF(m);
         }
-        if (rc != k_route_to_main) return rc;
+        if (rc != k_route_to_main) {
+            if (rc == OK) finish_after_leave(r, after);
+            return rc;
+        }
         if (round > 0 || *t.group == '\0') break;  // already in main: cannot happen, but never loop
         if (abandon) {
             int end = v.end(k_abandon_end_timeout_ms);

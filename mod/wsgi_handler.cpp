@@ -78,9 +78,8 @@ bool send_body(wsgi_request* q, PyObject* result) noexcept {
             ok = false;
             break;
         }
-        const char* data = PyBytes_AS_STRING(item);
-        size_t n = size_t(PyBytes_GET_SIZE(item));
-        send_status st = complete ? response_hold(q, data, n) : response_write(q, data, n, true);
+        send_status st = complete ? response_hold(q, item)
+                                  : response_write(q, PyBytes_AS_STRING(item), size_t(PyBytes_GET_SIZE(item)), true);
         Py_DECREF(item);
         if (st == send_status::error) {
             ok = false;
@@ -132,17 +131,7 @@ int report(wsgi_request* q, PyObject* exc, const request_target& t) noexcept {
     return OK;
 }
 
-// Drains a request body the application did not read, GIL released, so
-// the connection can serve its next request.
-void discard_body(wsgi_request* q) noexcept {
-    if (q->input_eof || q->input_failed) return;
-    request_rec* r = q->r;
-    Py_BEGIN_ALLOW_THREADS
-    ap_discard_request_body(r);
-    Py_END_ALLOW_THREADS
-}
-
-int serve(request_rec* r, const request_target& t, module_state* st) noexcept {
+int serve(request_rec* r, const request_target& t, module_state* st, after_leave* after) noexcept {
     PyObject* app = load_application(st, t.script, t.callable, t.script_reloading, r->server, t.group, t.fallback,
                                      t.fallback_from_alias);
     if (app == nullptr && fallback_pending(st))
@@ -173,7 +162,8 @@ int serve(request_rec* r, const request_target& t, module_state* st) noexcept {
             if (!send_body(&q, result)) exc = compat::take_exception();
             close_result(&q, result, &exc);
             Py_DECREF(result);
-            if (exc == nullptr && response_finish(&q) == send_status::error) exc = compat::take_exception();
+            if (exc == nullptr && response_finish(&q, &after->bb) == send_status::error)
+                exc = compat::take_exception();
         }
         if (exc != nullptr) rc = report(&q, exc, t);
     }
@@ -186,8 +176,12 @@ int serve(request_rec* r, const request_target& t, module_state* st) noexcept {
     Py_XDECREF(input);
     Py_CLEAR(q.status);
     Py_CLEAR(q.headers);
+    if (q.bb != nullptr) apr_brigade_cleanup(q.bb);  // anything never passed (client gone) goes before what it points into
+    response_release_held(&q);
     Py_DECREF(app);
-    if (rc == OK) discard_body(&q);
+    // The body nobody read is drained after the interpreter is left, so the
+    // connection can serve its next request.
+    after->discard_body = rc == OK && !q.input_eof && !q.input_failed;
     return rc;
 }
 

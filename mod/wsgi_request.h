@@ -29,6 +29,11 @@ struct wsgi_request {
     bool truncated = false;         // body longer than Content-Length was cut
     bool client_gone = false;       // a pass failed or the connection aborted
     bool passed = false;            // anything was passed to the output filters
+    // Body blocks in `bb` as transient buckets, not yet passed: the bytes
+    // objects they point into, owned until the pass returns.
+    static constexpr int k_max_held = 8;
+    PyObject* held[k_max_held] = {};
+    int n_held = 0;
 
     // Request body.
     bool input_started = false;  // ap_setup_client_block done

@@ -72,6 +72,7 @@ send_status pass(wsgi_request* q) noexcept {
     rv = ap_pass_brigade(r->output_filters, q->bb);
     apr_brigade_cleanup(q->bb);
     Py_END_ALLOW_THREADS
+    response_release_held(q);
     if (rv != APR_SUCCESS || r->connection->aborted) {
         if (!q->client_gone)
             ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
@@ -103,6 +104,10 @@ apr_status_t close_fd(void* fd) {
 
 send_status response_write(wsgi_request* q, const char* data, size_t n, bool flush) noexcept {
     if (q->client_gone) return send_status::client_gone;
+    if (q->bb == nullptr) {  // response_finish handed the end of the response over
+        PyErr_SetString(PyExc_RuntimeError, "the response is complete; nothing more can be written");
+        return send_status::error;
+    }
     if (n == 0) return send_status::ok;
     if (!q->headers_sent && !apply_headers(q)) return send_status::error;
     apr_off_t len = allowed(q, apr_off_t(n));
@@ -116,20 +121,36 @@ send_status response_write(wsgi_request* q, const char* data, size_t n, bool flu
     return pass(q);
 }
 
-send_status response_hold(wsgi_request* q, const char* data, size_t n) noexcept {
+send_status response_hold(wsgi_request* q, PyObject* bytes) noexcept {
     constexpr apr_off_t k_hold_max = 256 * 1024;
+    constexpr apr_off_t k_copy_below = 8 * 1024;
     if (q->client_gone) return send_status::client_gone;
+    size_t n = size_t(PyBytes_GET_SIZE(bytes));
     if (n == 0) return send_status::ok;
     if (!q->headers_sent && !apply_headers(q)) return send_status::error;
     apr_off_t len = allowed(q, apr_off_t(n));
     if (len <= 0) return send_status::ok;
-    // A heap copy: the bytes object may be gone before the brigade is passed.
-    apr_bucket* b = apr_bucket_heap_create(data, apr_size_t(len), nullptr, q->r->connection->bucket_alloc);
-    APR_BRIGADE_INSERT_TAIL(q->bb, b);
+    apr_bucket_alloc_t* ba = q->r->connection->bucket_alloc;
+    if (len < k_copy_below) {
+        // Cheaper to copy than to keep a reference: many small blocks do
+        // not use up the held slots.
+        APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_heap_create(PyBytes_AS_STRING(bytes), apr_size_t(len), nullptr, ba));
+    } else {
+        if (q->n_held == wsgi_request::k_max_held && pass(q) != send_status::ok) return send_status::client_gone;
+        q->held[q->n_held++] = Py_NewRef(bytes);
+        APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_transient_create(PyBytes_AS_STRING(bytes), apr_size_t(len), ba));
+    }
     q->body_sent += len;
     apr_off_t held = 0;
     apr_brigade_length(q->bb, 0, &held);
     return held >= k_hold_max ? pass(q) : send_status::ok;
+}
+
+void response_release_held(wsgi_request* q) noexcept {
+    while (q->n_held > 0) {
+        --q->n_held;  // not inside Py_CLEAR, which evaluates its argument more than once
+        Py_CLEAR(q->held[q->n_held]);
+    }
 }
 
 send_status response_send_file(wsgi_request* q, int fd, apr_off_t offset, apr_off_t length) noexcept {
@@ -158,7 +179,8 @@ send_status response_send_file(wsgi_request* q, int fd, apr_off_t offset, apr_of
     return pass(q);
 }
 
-send_status response_finish(wsgi_request* q) noexcept {
+send_status response_finish(wsgi_request* q, apr_bucket_brigade** deferred) noexcept {
+    if (deferred != nullptr) *deferred = nullptr;
     if (q->client_gone) return send_status::client_gone;
     if (!q->headers_sent && !apply_headers(q)) return send_status::error;
     request_rec* r = q->r;
@@ -173,12 +195,21 @@ send_status response_finish(wsgi_request* q) noexcept {
         r->connection->keepalive = AP_CONN_CLOSE;
     }
     APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_eos_create(r->connection->bucket_alloc));
+    if (deferred != nullptr && q->n_held == 0) {
+        // Nothing in it points into a Python object: the caller passes it
+        // after leaving the interpreter.  Nothing more is written to it.
+        q->passed = true;
+        *deferred = q->bb;
+        q->bb = nullptr;
+        return send_status::ok;
+    }
     return pass(q);
 }
 
 bool response_unsend(wsgi_request* q) noexcept {
     if (q->passed) return false;
     apr_brigade_cleanup(q->bb);
+    response_release_held(q);
     q->headers_sent = false;
     q->body_sent = 0;
     return true;

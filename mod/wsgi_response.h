@@ -7,6 +7,7 @@
 
 #include <Python.h>
 #include <apr.h>
+#include <apr_buckets.h>
 
 namespace pyinterp::mod {
 
@@ -26,11 +27,19 @@ enum class send_status {
 send_status response_write(wsgi_request* q, const char* data, size_t n, bool flush) noexcept;
 
 // Like response_write, for a body whose blocks all exist already (a list or
-// tuple): the block is copied and held back, and reaches the network with the
-// next write, at response_finish, or once k_hold_max bytes are held.  Saves a
-// GIL hand-over per block (the GIL is released around every pass) and lets
-// httpd send headers and body in one write.
-send_status response_hold(wsgi_request* q, const char* data, size_t n) noexcept;
+// tuple): the block, a bytes object, is held back, and reaches the network
+// with the next write, at response_finish, or once k_hold_max bytes or
+// wsgi_request::k_max_held blocks are held.  Saves a GIL hand-over per block
+// (the GIL is released around every pass) and lets httpd send headers and
+// body in one write.  A block of 8 KiB or more is not copied: it is
+// referenced until the pass returns, and httpd copies only what it has to
+// keep beyond that (a transient bucket); a smaller one is copied.
+send_status response_hold(wsgi_request* q, PyObject* bytes) noexcept;
+
+// Drops the references to held blocks (GIL held); their buckets must be
+// passed or cleaned up already.  Called by every pass and at the end of the
+// request.
+void response_release_held(wsgi_request* q) noexcept;
 
 // Sends `length` bytes of the regular file `fd` from `offset` as a file
 // bucket (httpd may use sendfile or mmap).  The descriptor is duplicated,
@@ -42,7 +51,12 @@ send_status response_send_file(wsgi_request* q, int fd, apr_off_t offset, apr_of
 // end-of-stream.  A body shorter than its Content-Length marks the
 // connection to be closed after this response.  error: start_response was
 // never called (exception set; nothing was sent).
-send_status response_finish(wsgi_request* q) noexcept;
+//
+// With `deferred` non-null and no block held by reference, the end of the
+// response is not passed here: *deferred receives the brigade to pass once
+// the interpreter is left (protocol.h, after_leave).  Otherwise it is passed
+// now and *deferred is left nullptr.
+send_status response_finish(wsgi_request* q, apr_bucket_brigade** deferred = nullptr) noexcept;
 
 // If nothing of the response reached httpd's output filters yet (its blocks
 // are only held), drops it so the request can still fail cleanly with a 500.

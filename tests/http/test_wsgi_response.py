@@ -135,6 +135,65 @@ def test_keep_alive_after_streamed_response(server):
             assert r.status == 200 and r.complete and len(r.body) == 400
 
 
+def blocks_body(n, size, seed="s"):
+    """What /sr/blocks returns (tests/http/apps/start_response/app.wsgi)."""
+    return b"".join((b"%s:%06d;" % (seed.encode(), i) * (size // 8 + 1))[:size] for i in range(n))
+
+
+@pytest.mark.parametrize("query", ["n=20&size=10000", "n=20&size=10000&cl=1", "n=9&size=100000&tuple=1",
+                                   "n=3&size=1", "n=40&size=70000&cl=1", "n=300&size=100",
+                                   "n=30&size=8191", "n=30&size=8192"])
+def test_list_of_many_blocks(server, query):
+    # More blocks than are held back at once, and more bytes than are; blocks
+    # just under and at the size that is kept by reference instead of copied.
+    q = dict(kv.split("=") for kv in query.split("&"))
+    r = server.get("/sr/blocks?" + query)
+    assert r.status == 200 and r.complete
+    assert r.body == blocks_body(int(q["n"]), int(q["size"]))
+
+
+def test_list_body_to_a_slow_reader(server):
+    # 24 MiB that the client starts reading late: httpd writes what the
+    # socket takes while the handler waits (GIL released, so other requests
+    # in the same interpreter run and reuse memory meanwhile), and keeps a
+    # copy of what it still has when the handler returns and the
+    # application's blocks are released.
+    n, size = 24, 1 << 20
+    expected = hashlib.sha256(blocks_body(n, size, "slow")).hexdigest()
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /sr/blocks?n=%d&size=%d&seed=slow HTTP/1.1\r\nHost: localhost\r\n"
+                     b"Connection: close\r\n\r\n" % (n, size))
+        time.sleep(0.5)
+        for i in range(10):
+            assert server.get("/sr/blocks?n=12&size=100000&seed=other%d" % i).status == 200
+        chunks = []
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    if b"chunked" in head.lower():
+        body = b"".join(dechunk(body))
+    assert len(body) == n * size
+    assert hashlib.sha256(body).hexdigest() == expected
+
+
+def dechunk(data):
+    while data:
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return
+        yield rest[:size]
+        data = rest[size + 2:]
+
+
 # ---------------------------------------------------------------- write()
 
 def test_write_then_iterable(server):

@@ -87,9 +87,26 @@ def generator(environ, start_response):
         yield b"%03d," % i
 
 
+def blocks_body(n, size, seed):
+    """n distinct blocks of `size` bytes; tests/http rebuilds the same."""
+    return [(b"%s:%06d;" % (seed.encode(), i) * (size // 8 + 1))[:size] for i in range(n)]
+
+
+def blocks(environ, start_response):
+    # A list (or tuple) of many large blocks made for this request only: the
+    # server holds the one reference to them while they are sent.
+    q = apptest.query(environ)
+    body = blocks_body(int(q["n"]), int(q["size"]), q.get("seed", "s"))
+    headers = [("Content-Type", "application/octet-stream")]
+    if q.get("cl") == "1":
+        headers.append(("Content-Length", str(sum(map(len, body)))))
+    start_response("200 OK", headers)
+    return tuple(body) if q.get("tuple") == "1" else body
+
+
 ROUTES = {f.__name__.replace("_", "-"): f for f in [
     ok, status, exc_info_before, exc_info_after, exc_info_after_propagates, second_call, head,
-    empty, no_content, generator]}
+    empty, no_content, generator, blocks]}
 
 
 def application(environ, start_response):
