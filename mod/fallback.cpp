@@ -4,6 +4,7 @@
 #include <apr_strings.h>
 #include <http_log.h>
 
+#include <atomic>
 #include <mutex>
 #include <set>
 #include <string>
@@ -20,6 +21,7 @@ namespace {
 // Process-wide routing state: strings only.
 struct routes {
     std::mutex mu;
+    std::atomic<bool> any{false};    // keys is not empty: the request path's lock-free check
     std::set<std::string> keys;      // script '\n' group
     std::set<std::string> scripts;   // distinct scripts routed to main
     std::set<std::string> warned;    // allow: script '\n' group already warned
@@ -154,6 +156,7 @@ int fallback_after_load(request_rec* r, server_rec* s, const char* script, const
         routes& t = table();
         std::lock_guard<std::mutex> lk(t.mu);
         first_route = t.keys.insert(key_of(script, group)).second;
+        t.any.store(true, std::memory_order_release);
         if (t.scripts.insert(script).second) {
             for (const std::string& other : t.scripts)
                 if (other != script) others += (others.empty() ? "'" : ", '") + other + "'";
@@ -196,6 +199,8 @@ bool fallback_routed(const char* script, const char* group) noexcept {
     if (*group == '\0') return false;
     try {
         routes& t = table();
+        // Usually nothing was ever routed: no lock, no key built.
+        if (!t.any.load(std::memory_order_acquire)) return false;
         std::lock_guard<std::mutex> lk(t.mu);
         return t.keys.count(key_of(script, group)) != 0;
     } catch (...) {

@@ -89,13 +89,17 @@ const char* group_for_server(const server_rec* s, const group_spec& g, apr_pool_
 
 pyinterp::view interpreter_for(const char* group, server_rec* s) noexcept {
     if (*group == '\0') return pyinterp::view::main();
+    int status = PYINTERP_OK;
+    // Most groups are their interpreter's name: found without building it.
+    if (std::strcmp(group, "main") != 0 && std::strlen(group) <= k_max_interp_name) {
+        if (pyinterp::view v = pyinterp::view::find(group, &status)) return v;
+    }
     std::string name;
     try {
         name = interpreter_name(group);
     } catch (...) {
         return pyinterp::view();
     }
-    int status = PYINTERP_OK;
     pyinterp::view v = pyinterp::view::find(name.c_str(), &status);
     if (v) return v;
     v = pyinterp::view::create(name.c_str(), PYINTERP_GIL_SHARED, &status);
