@@ -347,13 +347,14 @@ def chart(rows, path):
     plt.close(fig)
 
 
-def write_doc(block):
+def write_doc(block, begin=BEGIN, end=END):
+    """Replaces what docs/benchmarks.md has between `begin` and `end`."""
     text = DOC.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit("http-bench: %s has no %s / %s markers" % (DOC, BEGIN, END))
-    head, rest = text.split(BEGIN, 1)
-    _old, tail = rest.split(END, 1)
-    DOC.write_text(head + BEGIN + "\n" + block + "\n" + END + tail)
+    if begin not in text or end not in text:
+        raise SystemExit("%s has no %s / %s markers" % (DOC, begin, end))
+    head, rest = text.split(begin, 1)
+    _old, tail = rest.split(end, 1)
+    DOC.write_text(head + begin + "\n" + block + "\n" + end + tail)
 
 
 def main():

@@ -19,6 +19,7 @@ request in pyinterp's profile (--top-server to pick the other one).
 """
 import argparse
 import collections
+import datetime
 import http.client
 import os
 import pwd
@@ -43,6 +44,7 @@ CASES = {
     "post": ("/upload", "POST", b"x" * (1 << 20)),
 }
 COLLECT = "ap_run_process_connection"
+BEGIN, END = "<!-- http-profile:begin -->", "<!-- http-profile:end -->"
 
 
 def log(msg):
@@ -186,7 +188,7 @@ def per_request(small, large, n):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--module", required=True, help="mod_pyinterp.so to load")
-    ap.add_argument("--cases", default="hello,hello-global,big",
+    ap.add_argument("--cases", default=",".join(CASES),
                     help="comma-separated subset of: " + ",".join(CASES))
     ap.add_argument("--servers", default=",".join(hb.SERVERS))
     ap.add_argument("--warmup", type=int, default=50, help="requests in the smaller run (W)")
@@ -194,6 +196,7 @@ def main():
     ap.add_argument("--top", type=int, default=0, help="show the K costliest functions per request")
     ap.add_argument("--top-server", default="pyinterp")
     ap.add_argument("--keep", action="store_true", help="keep the callgrind files")
+    ap.add_argument("--write", action="store_true", help="rewrite docs/benchmarks.md's http-profile block")
     args = ap.parse_args()
     cases = args.cases.split(",")
     servers = args.servers.split(",")
@@ -228,16 +231,22 @@ def main():
             large = profile_run(server, c, args.warmup + args.requests, out, user)
             results[(s, c)], profiles[(s, c)] = per_request(small, large, args.requests)
 
-    print("Instructions per request (callgrind, inside %s; %d requests after %d, one keep-alive connection, "
-          "httpd -X):\n" % (COLLECT, args.requests, args.warmup))
-    print("| case | " + " | ".join(servers) + (" | pyinterp / mod_wsgi |" if len(servers) == 2 else " |"))
-    print("|---|" + "---:|" * len(servers) + ("---:|" if len(servers) == 2 else ""))
+    lines = ["%s; %s.  Instructions per request (callgrind), counted inside %s, %d requests after %d "
+             "on one keep-alive connection, httpd -X, PYTHONHASHSEED=0:" % (
+                 datetime.date.today().isoformat(), hb.versions(), COLLECT, args.requests, args.warmup), ""]
+    lines.append("| case | " + " | ".join(servers) + (" | pyinterp / mod_wsgi |" if len(servers) == 2 else " |"))
+    lines.append("|---|" + "---:|" * len(servers) + ("---:|" if len(servers) == 2 else ""))
     for c in cases:
-        cells = ["%.0f" % results[(s, c)] for s in servers]
+        cells = ["%.1fk" % (results[(s, c)] / 1000.0) for s in servers]
         ratio = ""
         if len(servers) == 2 and results[(servers[1], c)]:
             ratio = " %.2f |" % (results[(servers[0], c)] / results[(servers[1], c)])
-        print("| %s | %s |%s" % (c, " | ".join(cells), ratio))
+        lines.append("| %s | %s |%s" % (c, " | ".join(cells), ratio))
+    block = "\n".join(lines)
+    print(block)
+    if args.write:
+        hb.write_doc(block, BEGIN, END)
+        log("wrote %s" % hb.DOC)
     if args.top:
         for c in cases:
             key = (args.top_server, c)
