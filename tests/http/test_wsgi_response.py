@@ -244,6 +244,27 @@ def test_close_when_iteration_fails_after_body(server, log_allow):
     assert events(server, "/it", t, "close") == ["yield", "yield", "raised", "close"]
 
 
+def test_close_of_a_list_subclass(server):
+    t = token()
+    r = server.get("/it/list-subclass?token=" + t)
+    assert r.status == 200 and r.body == b"l1l2"
+    assert events(server, "/it", t, "close") == ["close"]
+
+
+def test_close_lookup_that_raises_counts_as_close_raising(server, log_allow):
+    # The body went out block by block, so the headers are out: the
+    # connection is cut and the exception is in the error log.
+    log_allow(r"PYI07\d\d", r"PYI0310")
+    t = token()
+    with server.connect() as c:
+        c.send_request("GET", "/it/broken-close?token=" + t)
+        r = c.read_response()
+        assert r.status == 200 and not r.complete
+        assert c.closed_by_server()
+    assert events(server, "/it", t, "close-looked-up") == ["yield", "yield", "exhausted", "close-looked-up"]
+    assert wait_until(lambda: "pyinterp-test-close-lookup-failed" in server.log_text(), 5.0)
+
+
 @pytest.mark.parametrize("mode,last", [("slow", "close"), ("generator", "generator-finally")])
 def test_close_when_client_disconnects(server, mode, last, log_allow):
     """The client reads the start of a long streamed body and goes away: the

@@ -32,6 +32,22 @@ class Body:
         RECORDER.record(self.token, "close")
 
 
+class BrokenClose(Body):
+    """Looking its close up raises (a property), not AttributeError."""
+
+    @property
+    def close(self):
+        RECORDER.record(self.token, "close-looked-up")
+        raise ValueError("pyinterp-test-close-lookup-failed")
+
+
+class ListBody(list):
+    """A list subclass with close(): not a plain list, so close() is called."""
+
+    def close(self):
+        RECORDER.record(self.token, "close")
+
+
 def application(environ, start_response):
     mode = environ["PATH_INFO"].strip("/")
     q = apptest.query(environ)
@@ -41,6 +57,12 @@ def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     if mode == "normal":
         return Body(token, [b"a", b"b", b"c"])
+    if mode == "broken-close":
+        return BrokenClose(token, [b"a", b"b"])
+    if mode == "list-subclass":
+        body = ListBody([b"l1", b"l2"])
+        body.token = token
+        return body
     if mode == "fail-first":
         return Body(token, [b"a"], fail_at=0)
     if mode == "fail-later":
