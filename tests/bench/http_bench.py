@@ -316,7 +316,7 @@ def versions():
             return "?"
     pkg = lambda name: first(["dpkg-query", "-W", "-f", "${Version}", name])
     return ("apache2 %s, libapache2-mod-wsgi-py3 %s, wrk %s, %s"
-            % (pkg("apache2"), pkg("libapache2-mod-wsgi-py3"), pkg("wrk"), first(["python3", "-VV"])))
+            % (pkg("apache2"), pkg("libapache2-mod-wsgi-py3"), pkg("wrk"), first(["/usr/bin/python3", "-VV"])))
 
 
 def chart(rows, path):
