@@ -233,14 +233,21 @@ def test_close_when_iteration_fails_before_body(server, log_allow):
     assert events(server, "/it", t, "close") == ["raised", "close"]
 
 
-def test_close_when_iteration_fails_after_body(server, log_allow):
-    log_allow(r"PYI07\d\d", r"PYI0310")
+def cut_after_headers(server, mode):
+    """GETs /it/<mode> expecting a 200 whose body is cut and a connection
+    the server closes; returns the token."""
     t = token()
     with server.connect() as c:
-        c.send_request("GET", "/it/fail-later?token=" + t)
+        c.send_request("GET", "/it/%s?token=%s" % (mode, t))
         r = c.read_response()
         assert r.status == 200 and not r.complete
         assert c.closed_by_server()
+    return t
+
+
+def test_close_when_iteration_fails_after_body(server, log_allow):
+    log_allow(r"PYI07\d\d", r"PYI0310")
+    t = cut_after_headers(server, "fail-later")
     assert events(server, "/it", t, "close") == ["yield", "yield", "raised", "close"]
 
 
@@ -255,12 +262,7 @@ def test_close_lookup_that_raises_counts_as_close_raising(server, log_allow):
     # The body went out block by block, so the headers are out: the
     # connection is cut and the exception is in the error log.
     log_allow(r"PYI07\d\d", r"PYI0310")
-    t = token()
-    with server.connect() as c:
-        c.send_request("GET", "/it/broken-close?token=" + t)
-        r = c.read_response()
-        assert r.status == 200 and not r.complete
-        assert c.closed_by_server()
+    t = cut_after_headers(server, "broken-close")
     assert events(server, "/it", t, "close-looked-up") == ["yield", "yield", "exhausted", "close-looked-up"]
     assert wait_until(lambda: "pyinterp-test-close-lookup-failed" in server.log_text(), 5.0)
 
