@@ -221,8 +221,10 @@ def run_wrk(server, case, args, duration):
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         # A "read" error is a keep-alive connection the server closed
-        # (MaxKeepAliveRequests 100, or the event MPM shedding idle ones);
-        # wrk reconnects.  The others are failed requests.
+        # without saying so (the event MPM shedding idle ones when all its
+        # workers are busy; a "Connection: close" after MaxKeepAliveRequests
+        # is not an error to wrk); wrk reconnects.  The others are failed
+        # requests.
         connect, read, write, timeout = (int(x) for x in m.groups())
         res["errors"] += connect + write + timeout
         res["closed"] += read
