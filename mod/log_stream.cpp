@@ -3,9 +3,13 @@
 
 #include <http_log.h>
 
+#include <pthread.h>
+
 #include <cstring>
 #include <new>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "py_compat.h"
 #include "pymodule.h"
@@ -25,24 +29,27 @@ struct log_object {
     int level;
     const char* tag;
     std::string* pending;  // bytes of an incomplete line
+    pthread_t owner;       // the thread serving `r`: only it may log against `r` without the GIL
 };
 
 log_object* as_log(PyObject* o) noexcept {
     return reinterpret_cast<log_object*>(o);
 }
 
-void emit(const log_object* self, const char* data, size_t n) noexcept {
+void emit(request_rec* r, server_rec* s, int level, const char* tag, const char* data, size_t n) noexcept {
     while (n > 0 && (data[n - 1] == '\r')) --n;
     int len = static_cast<int>(n);
-    if (self->r != nullptr)
-        ap_log_rerror(APLOG_MARK, self->level, 0, self->r, "%s%.*s", self->tag, len, data);
+    if (r != nullptr)
+        ap_log_rerror(APLOG_MARK, level, 0, r, "%s%.*s", tag, len, data);
     else
-        ap_log_error(APLOG_MARK, self->level, 0, self->s, "%s%.*s", self->tag, len, data);
+        ap_log_error(APLOG_MARK, level, 0, s, "%s%.*s", tag, len, data);
 }
 
-// Logs every complete line of `pending`; with `all`, the rest too.
-void drain(log_object* self, bool all) noexcept {
-    std::string& buf = *self->pending;
+// The lines of `buf` to log now, as (offset, length): every complete line,
+// long ones in pieces of k_max_line; with `all`, the rest too.  Sets *used
+// to the bytes they cover.
+std::vector<std::pair<size_t, size_t>> lines_of(const std::string& buf, bool all, size_t* used) {
+    std::vector<std::pair<size_t, size_t>> out;
     size_t start = 0;
     for (;;) {
         size_t nl = buf.find('\n', start);
@@ -52,23 +59,57 @@ void drain(log_object* self, bool all) noexcept {
             // one byte back so the newline that ends it never logs an
             // empty line.
             while (buf.size() - start > k_max_line) {
-                emit(self, buf.data() + start, k_max_line);
+                out.emplace_back(start, k_max_line);
                 start += k_max_line;
             }
             if (all && buf.size() > start) {
-                emit(self, buf.data() + start, buf.size() - start);
+                out.emplace_back(start, buf.size() - start);
                 start = buf.size();
             }
             break;
         }
         while (nl - start > k_max_line) {
-            emit(self, buf.data() + start, k_max_line);
+            out.emplace_back(start, k_max_line);
             start += k_max_line;
         }
-        emit(self, buf.data() + start, nl - start);
+        out.emplace_back(start, nl - start);
         start = nl + 1;
     }
-    buf.erase(0, start);
+    *used = start;
+    return out;
+}
+
+// Logs the lines of the pending text (see lines_of).  The error log is
+// written with the GIL released (a piped or slow log must not stop the
+// interpreter), except for a request's wsgi.errors used from a thread other
+// than the one serving the request, which may end the request meanwhile.
+void drain(log_object* self, bool all) noexcept {
+    std::string& buf = *self->pending;
+    std::string text;
+    std::vector<std::pair<size_t, size_t>> lines;
+    try {
+        size_t used = 0;
+        lines = lines_of(buf, all, &used);
+        if (lines.empty()) return;
+        text.assign(buf, 0, used);  // other threads may write to the stream while the GIL is released
+        buf.erase(0, used);
+    } catch (...) {
+        return;  // out of memory: the text stays pending
+    }
+    request_rec* r = self->r;
+    server_rec* s = self->s;
+    int level = self->level;
+    const char* tag = self->tag;
+    auto write_all = [&] {
+        for (const auto& [off, len] : lines) emit(r, s, level, tag, text.data() + off, len);
+    };
+    if (r != nullptr && !pthread_equal(self->owner, pthread_self())) {
+        write_all();
+        return;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    write_all();
+    Py_END_ALLOW_THREADS
 }
 
 PyObject* py_log_write(PyObject* self_o, PyObject* arg) {
@@ -193,6 +234,7 @@ PyObject* log_stream_new(module_state* st, request_rec* r, server_rec* s, int le
     self->s = s;
     self->level = level;
     self->tag = tag;
+    self->owner = pthread_self();
     self->pending = new (std::nothrow) std::string;
     if (self->pending == nullptr) {
         Py_DECREF(self);
