@@ -20,7 +20,7 @@ namespace {
 
 // What identifies one version of a script file.
 struct file_stamp {
-    long long mtime_ns = 0;
+    long long mtime_us = 0;  // microseconds, as httpd's apr_finfo_t has it
     long long size = 0;
 };
 
@@ -34,7 +34,7 @@ bool stamp_of(const char* path, file_stamp* out) noexcept {
         PyErr_Format(PyExc_OSError, "%s is not a regular file", path);
         return false;
     }
-    out->mtime_ns = static_cast<long long>(sb.st_mtim.tv_sec) * 1000000000LL + sb.st_mtim.tv_nsec;
+    out->mtime_us = static_cast<long long>(sb.st_mtim.tv_sec) * 1000000LL + sb.st_mtim.tv_nsec / 1000;
     out->size = static_cast<long long>(sb.st_size);
     return true;
 }
@@ -51,7 +51,7 @@ PyObject* cached_module(module_state* st, PyObject* key, const file_stamp* want)
             PyErr_Clear();
             return nullptr;
         }
-        if (mtime != want->mtime_ns || size != want->size) return nullptr;
+        if (mtime != want->mtime_us || size != want->size) return nullptr;
     }
     return PyTuple_GET_ITEM(entry, 0);
 }
@@ -149,7 +149,7 @@ PyObject* load_locked(module_state* st, const char* path, PyObject* key, bool re
     }
     Py_DECREF(findings);
     if (module == nullptr) return nullptr;
-    PyObject* entry = Py_BuildValue("(OLL)", module, stamp.mtime_ns, stamp.size);
+    PyObject* entry = Py_BuildValue("(OLL)", module, stamp.mtime_us, stamp.size);
     if (entry == nullptr || PyDict_SetItem(st->apps, key, entry) < 0) Py_CLEAR(module);
     Py_XDECREF(entry);
     if (module != nullptr)
@@ -160,15 +160,21 @@ PyObject* load_locked(module_state* st, const char* path, PyObject* key, bool re
 
 }  // namespace
 
-PyObject* load_application(module_state* st, const char* path, const char* callable, bool reload_if_changed,
-                           server_rec* s, const char* group, fallback_policy policy,
+PyObject* load_application(module_state* st, const char* path, const apr_finfo_t* finfo, const char* callable,
+                           bool reload_if_changed, server_rec* s, const char* group, fallback_policy policy,
                            bool policy_from_alias) noexcept {
     PyObject* key = st->names->get(path, std::strlen(path));
     if (key == nullptr) return nullptr;
     PyObject* module = nullptr;
     file_stamp stamp;
     bool fresh = true;
-    if (reload_if_changed) fresh = stamp_of(path, &stamp);
+    constexpr apr_int32_t k_needed = APR_FINFO_MTIME | APR_FINFO_SIZE;
+    if (reload_if_changed && finfo != nullptr && (finfo->valid & k_needed) == k_needed) {
+        stamp.mtime_us = static_cast<long long>(finfo->mtime);  // httpd's stat of this request
+        stamp.size = static_cast<long long>(finfo->size);
+    } else if (reload_if_changed) {
+        fresh = stamp_of(path, &stamp);
+    }
     if (fresh) module = Py_XNewRef(cached_module(st, key, reload_if_changed ? &stamp : nullptr));
     if (module == nullptr && !PyErr_Occurred()) {
         // Acquiring the RLock releases the GIL while another thread loads.

@@ -26,8 +26,12 @@ struct module_state;
 // interpreter fails the load with NeedsMainInterpreter pending (test with
 // fallback_pending()); with allow, the script loads and a warning is
 // logged once (`policy_from_alias` names the option in it).
-PyObject* load_application(module_state* st, const char* path, const char* callable, bool reload_if_changed,
-                           server_rec* s, const char* group, fallback_policy policy,
+//
+// `finfo`, when not nullptr, is what httpd found when it stat'ed `path` for
+// this request (r->finfo, with at least its modification time and size):
+// script reloading compares with it instead of asking the kernel again.
+PyObject* load_application(module_state* st, const char* path, const apr_finfo_t* finfo, const char* callable,
+                           bool reload_if_changed, server_rec* s, const char* group, fallback_policy policy,
                            bool policy_from_alias) noexcept;
 
 }  // namespace pyinterp::mod

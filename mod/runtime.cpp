@@ -76,7 +76,7 @@ bool preload_into(const import_script& imp, const char* group, apr_pool_t* p) no
         const char* callable = imp.callable ? imp.callable : k_default_callable;
         fallback_policy policy = server_fallback(imp.server);
         PyObject* app =
-            m ? load_application(state_of(m), imp.path, callable, false, g_server, group, policy, false) : nullptr;
+            m ? load_application(state_of(m), imp.path, nullptr, callable, false, g_server, group, policy, false) : nullptr;
         if (app == nullptr && m != nullptr && fallback_pending(state_of(m))) {
             to_main = fallback_after_load(nullptr, g_server, imp.path, group, policy, false, nullptr, state_of(m)) ==
                       k_route_to_main;

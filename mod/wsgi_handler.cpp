@@ -132,8 +132,8 @@ int report(wsgi_request* q, PyObject* exc, const request_target& t) noexcept {
 }
 
 int serve(request_rec* r, const request_target& t, module_state* st, after_leave* after) noexcept {
-    PyObject* app = load_application(st, t.script, t.callable, t.script_reloading, r->server, t.group, t.fallback,
-                                     t.fallback_from_alias);
+    PyObject* app = load_application(st, t.script, &r->finfo, t.callable, t.script_reloading, r->server, t.group,
+                                     t.fallback, t.fallback_from_alias);
     if (app == nullptr && fallback_pending(st))
         return fallback_after_load(r, r->server, t.script, t.group, t.fallback, t.fallback_from_alias, t.alias_url,
                                    st);
