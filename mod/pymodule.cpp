@@ -6,6 +6,7 @@
 
 #include "log_stream.h"
 #include "py_compat.h"
+#include "wsgi_environ.h"
 #include "wsgi_file_wrapper.h"
 #include "wsgi_input.h"
 #include "wsgi_start_response.h"
@@ -39,6 +40,7 @@ int exec_module(PyObject* module) noexcept {
         PyErr_NoMemory();
         return -1;
     }
+    if (!environ_init_keys(st)) return -1;
     PyObject* thread = PyImport_ImportModule("_thread");
     st->load_lock = thread ? PyObject_CallMethod(thread, "RLock", nullptr) : nullptr;
     Py_XDECREF(thread);
@@ -58,6 +60,7 @@ int traverse_module(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->needs_main);
     Py_VISIT(st->wsgi_version);
     Py_VISIT(st->str_close);
+    for (PyObject* key : st->environ_fixed) Py_VISIT(key);
     return 0;
 }
 
@@ -74,6 +77,7 @@ int clear_module(PyObject* module) {
     Py_CLEAR(st->needs_main);
     Py_CLEAR(st->wsgi_version);
     Py_CLEAR(st->str_close);
+    for (PyObject*& key : st->environ_fixed) Py_CLEAR(key);
     if (st->environ_keys != nullptr) st->environ_keys->clear();
     if (st->names != nullptr) st->names->clear();
     return 0;

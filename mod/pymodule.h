@@ -23,7 +23,11 @@ struct module_state {
     PyObject* needs_main = nullptr;     // its NeedsMainInterpreter exception class
     PyObject* wsgi_version = nullptr;   // (1, 0), shared by every environ
     PyObject* str_close = nullptr;      // "close", interned
-    str_cache* environ_keys = nullptr;  // environ keys (latin-1)
+    str_cache* environ_keys = nullptr;  // environ keys and name-like values (latin-1)
+    // The keys environ_new adds after httpd's variables, made once
+    // (wsgi_environ.cpp names them).
+    static constexpr int k_fixed_environ_keys = 14;
+    PyObject* environ_fixed[k_fixed_environ_keys] = {};
     str_cache* names = nullptr;         // script paths and callable names (file system encoding)
 };
 

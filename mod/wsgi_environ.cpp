@@ -19,23 +19,47 @@
 namespace pyinterp::mod {
 namespace {
 
-// The keys environ_new adds after httpd's variables.
-constexpr int k_fixed_keys = 14;
+// The keys environ_new adds after httpd's variables, in module_state's
+// environ_fixed.
+enum fixed_key : int {
+    k_version, k_url_scheme, k_input, k_errors, k_multithread, k_multiprocess, k_run_once, k_input_terminated,
+    k_file_wrapper, k_application_group, k_interpreter, k_interpreter_id, k_callable_object, k_script_reloading,
+    k_fixed_count
+};
+constexpr const char* k_fixed_names[] = {
+    "wsgi.version", "wsgi.url_scheme", "wsgi.input", "wsgi.errors", "wsgi.multithread", "wsgi.multiprocess",
+    "wsgi.run_once", "wsgi.input_terminated", "wsgi.file_wrapper", "pyinterp.application_group",
+    "pyinterp.interpreter", "pyinterp.interpreter_id", "pyinterp.callable_object", "pyinterp.script_reloading",
+};
+static_assert(k_fixed_count == module_state::k_fixed_environ_keys &&
+              sizeof k_fixed_names / sizeof k_fixed_names[0] == k_fixed_count);
 
-// Sets env[key] = value, the key's str from the interpreter's cache.  Steals
-// `value`; false with an exception set (also when value is nullptr).
-bool set(str_cache* keys, PyObject* env, const char* key, size_t n, PyObject* value) noexcept {
+// Sets env[key] = value.  Steals `value`; false with an exception set (also
+// when value is nullptr).
+bool put(PyObject* env, PyObject* key, PyObject* value) noexcept {
     if (value == nullptr) return false;
-    PyObject* k = keys->get(key, n);
-    int rc = k != nullptr ? PyDict_SetItem(env, k, value) : -1;
-    Py_XDECREF(k);
+    int rc = PyDict_SetItem(env, key, value);
     Py_DECREF(value);
     return rc == 0;
 }
 
-template <size_t N>
-bool set(str_cache* keys, PyObject* env, const char (&key)[N], PyObject* value) noexcept {
-    return set(keys, env, key, N - 1, value);
+// The str of a name-like value (the group, the interpreter's name...), from
+// the interpreter's cache.  New reference or nullptr with an exception.
+PyObject* cached(str_cache* keys, const char* value) noexcept {
+    if (value == nullptr) value = "";
+    return keys->get(value, std::strlen(value));
+}
+
+// put() with the key's str from the interpreter's cache.
+bool set(str_cache* keys, PyObject* env, const char* key, size_t n, PyObject* value) noexcept {
+    PyObject* k = keys->get(key, n);
+    if (k == nullptr) {
+        Py_XDECREF(value);
+        return false;
+    }
+    bool ok = put(env, k, value);
+    Py_DECREF(k);
+    return ok;
 }
 
 // PEP 3333 "native strings": bytes from httpd decoded as latin-1.
@@ -63,6 +87,14 @@ struct mpm_model {
 
 }  // namespace
 
+bool environ_init_keys(module_state* st) noexcept {
+    for (int i = 0; i < k_fixed_count; ++i) {
+        st->environ_fixed[i] = PyUnicode_InternFromString(k_fixed_names[i]);
+        if (st->environ_fixed[i] == nullptr) return false;
+    }
+    return true;
+}
+
 PyObject* environ_new(wsgi_request* q, const request_target& t, PyObject* input, PyObject* errors) noexcept {
     request_rec* r = q->r;
     // httpd's common CGI variables (HTTP_* for well-formed header names,
@@ -86,7 +118,7 @@ PyObject* environ_new(wsgi_request* q, const request_target& t, PyObject* input,
     }
 
     const apr_array_header_t* arr = apr_table_elts(e);
-    PyObject* env = compat::dict_presized(arr->nelts + k_fixed_keys);
+    PyObject* env = compat::dict_presized(arr->nelts + k_fixed_count);
     if (env == nullptr) return nullptr;
     str_cache* keys = q->state->environ_keys;
     const auto* elts = reinterpret_cast<const apr_table_entry_t*>(arr->elts);
@@ -96,19 +128,18 @@ PyObject* environ_new(wsgi_request* q, const request_target& t, PyObject* input,
 
     static const mpm_model mpm;
     auto boolean = [](bool b) { return Py_NewRef(b ? Py_True : Py_False); };
-    ok = ok && set(keys, env, "wsgi.version", Py_NewRef(q->state->wsgi_version)) &&
-         set(keys, env, "wsgi.url_scheme", latin1(ap_http_scheme(r))) &&
-         set(keys, env, "wsgi.input", Py_NewRef(input)) && set(keys, env, "wsgi.errors", Py_NewRef(errors)) &&
-         set(keys, env, "wsgi.multithread", boolean(mpm.multithread)) &&
-         set(keys, env, "wsgi.multiprocess", boolean(mpm.multiprocess)) &&
-         set(keys, env, "wsgi.run_once", boolean(false)) &&
-         set(keys, env, "wsgi.input_terminated", boolean(true)) &&
-         set(keys, env, "wsgi.file_wrapper", Py_NewRef(reinterpret_cast<PyObject*>(q->state->file_wrapper_type))) &&
-         set(keys, env, "pyinterp.application_group", latin1(t.group)) &&
-         set(keys, env, "pyinterp.interpreter", latin1(t.interpreter)) &&
-         set(keys, env, "pyinterp.interpreter_id", PyLong_FromLongLong(t.interpreter_id)) &&
-         set(keys, env, "pyinterp.callable_object", latin1(t.callable)) &&
-         set(keys, env, "pyinterp.script_reloading", boolean(t.script_reloading));
+    PyObject* const* k = q->state->environ_fixed;
+    ok = ok && put(env, k[k_version], Py_NewRef(q->state->wsgi_version)) &&
+         put(env, k[k_url_scheme], cached(keys, ap_http_scheme(r))) && put(env, k[k_input], Py_NewRef(input)) &&
+         put(env, k[k_errors], Py_NewRef(errors)) && put(env, k[k_multithread], boolean(mpm.multithread)) &&
+         put(env, k[k_multiprocess], boolean(mpm.multiprocess)) && put(env, k[k_run_once], boolean(false)) &&
+         put(env, k[k_input_terminated], boolean(true)) &&
+         put(env, k[k_file_wrapper], Py_NewRef(reinterpret_cast<PyObject*>(q->state->file_wrapper_type))) &&
+         put(env, k[k_application_group], cached(keys, t.group)) &&
+         put(env, k[k_interpreter], cached(keys, t.interpreter)) &&
+         put(env, k[k_interpreter_id], PyLong_FromLongLong(t.interpreter_id)) &&
+         put(env, k[k_callable_object], cached(keys, t.callable)) &&
+         put(env, k[k_script_reloading], boolean(t.script_reloading));
     if (!ok) Py_CLEAR(env);
     return env;
 }

@@ -7,8 +7,13 @@
 
 namespace pyinterp::mod {
 
+struct module_state;
 struct request_target;
 struct wsgi_request;
+
+// Makes the fixed environ keys of an interpreter (module_state's
+// environ_fixed).  False with an exception set.
+bool environ_init_keys(module_state* st) noexcept;
 
 // A new environ dict, or nullptr with an exception set.  Adds httpd's CGI
 // variables to r->subprocess_env as a side effect (as mod_cgi does).
