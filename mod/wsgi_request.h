@@ -34,6 +34,7 @@ struct wsgi_request {
     static constexpr int k_max_held = 8;
     PyObject* held[k_max_held] = {};
     int n_held = 0;
+    apr_off_t held_bytes = 0;  // body bytes in `bb` not yet passed
 
     // Request body.
     bool input_started = false;  // ap_setup_client_block done

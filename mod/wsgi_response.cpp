@@ -72,6 +72,7 @@ send_status pass(wsgi_request* q) noexcept {
     rv = ap_pass_brigade(r->output_filters, q->bb);
     apr_brigade_cleanup(q->bb);
     Py_END_ALLOW_THREADS
+    q->held_bytes = 0;
     response_release_held(q);
     if (rv != APR_SUCCESS || r->connection->aborted) {
         if (!q->client_gone)
@@ -141,9 +142,8 @@ send_status response_hold(wsgi_request* q, PyObject* bytes) noexcept {
         APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_transient_create(PyBytes_AS_STRING(bytes), apr_size_t(len), ba));
     }
     q->body_sent += len;
-    apr_off_t held = 0;
-    apr_brigade_length(q->bb, 0, &held);
-    return held >= k_hold_max ? pass(q) : send_status::ok;
+    q->held_bytes += len;
+    return q->held_bytes >= k_hold_max ? pass(q) : send_status::ok;
 }
 
 void response_release_held(wsgi_request* q) noexcept {
@@ -209,6 +209,7 @@ send_status response_finish(wsgi_request* q, apr_bucket_brigade** deferred) noex
 bool response_unsend(wsgi_request* q) noexcept {
     if (q->passed) return false;
     apr_brigade_cleanup(q->bb);
+    q->held_bytes = 0;
     response_release_held(q);
     q->headers_sent = false;
     q->body_sent = 0;
