@@ -16,6 +16,7 @@ import itertools
 import os
 import re
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -134,6 +135,23 @@ def _check_new_log(server, allowed, when):
     if bad:
         pytest.fail("unexpected lines in the error log of %s (%s):\n%s"
                     % (server.name, when, "\n".join(bad[:40])), pytrace=False)
+
+
+def shared_sqlite_db(work_root, name, filename, schema):
+    """A WAL-mode SQLite database created with `schema` (one statement) in a
+    fresh directory that httpd's children (www-data) can write, with the
+    database and its WAL there.  Returns its path."""
+    d = new_dir(work_root, name)
+    d.chmod(0o777)
+    path = d / filename
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute(schema)
+    con.commit()
+    con.close()
+    for f in d.iterdir():
+        f.chmod(0o666)
+    return path
 
 
 def start_shared_server(request, name, allowed=(), **kw):

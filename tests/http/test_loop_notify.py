@@ -15,7 +15,7 @@ import pytest
 
 import harness
 import httpclient
-from conftest import new_dir
+from conftest import shared_sqlite_db
 
 APP = harness.app("loop_notify")
 GROUPS = {"/notify-a": "notify-a", "/notify-b": "notify-b"}
@@ -38,17 +38,8 @@ def python_module_dir():
 
 @pytest.fixture
 def database(work_root):
-    d = new_dir(work_root, "loop_notify")
-    d.chmod(0o777)  # httpd's children (www-data) write the database and its WAL here
-    path = d / "notify.db"
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("CREATE TABLE notes (grp TEXT, token TEXT, i INTEGER)")
-    con.commit()
-    con.close()
-    for f in d.iterdir():
-        f.chmod(0o666)
-    return path
+    return shared_sqlite_db(work_root, "loop_notify", "notify.db",
+                            "CREATE TABLE notes (grp TEXT, token TEXT, i INTEGER)")
 
 
 def wait_for(server, path, done, timeout=5.0):

@@ -9,22 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import harness
-from conftest import new_dir, start_shared_server
+from conftest import shared_sqlite_db, start_shared_server
 
 
 @pytest.fixture(scope="module")
 def database(work_root):
-    d = new_dir(work_root, "sqlite")
-    d.chmod(0o777)  # httpd's children write the database and its journal here
-    path = d / "shared.db"
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("CREATE TABLE hits (token TEXT, interp INTEGER, v INTEGER)")
-    con.commit()
-    con.close()
-    for f in d.iterdir():
-        f.chmod(0o666)
-    return path
+    return shared_sqlite_db(work_root, "sqlite", "shared.db",
+                            "CREATE TABLE hits (token TEXT, interp INTEGER, v INTEGER)")
 
 
 @pytest.fixture(scope="module")
