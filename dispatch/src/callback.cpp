@@ -5,6 +5,7 @@
 
 #include "compat.h"
 #include "internal.h"
+#include "pyinterp/py/exception.h"
 
 namespace pyinterp::detail {
 namespace {
@@ -61,6 +62,7 @@ void release_callbacks(interp_record* r) noexcept {
 }  // namespace pyinterp::detail
 
 using namespace pyinterp::detail;
+namespace py = pyinterp::py;
 
 extern "C" {
 
@@ -107,26 +109,25 @@ int pyinterp_callback_call(pyinterp_callback* callback, pyinterp_args_fn make_ar
     pyinterp_token token;
     int rc = enter(cb->record, false, &token);
     if (rc != PYINTERP_OK) return rc;
-    // Entered a thread state that was already attached: keep its pending
-    // exception, if any, out of this call.
-    PyObject *et, *ev, *etb;
-    PyErr_Fetch(&et, &ev, &etb);
-    PyObject* args = make_args != nullptr ? make_args(user) : PyTuple_New(0);
-    PyObject* result = nullptr;
-    if (args != nullptr && !PyTuple_Check(args)) {
-        PyErr_SetString(PyExc_TypeError, "pyinterp: make_args must return a tuple");
-    } else if (args != nullptr) {
-        result = PyObject_Call(cb->callable, args, nullptr);
+    {
+        // Entered a thread state that was already attached: keep its pending
+        // exception, if any, out of this call.
+        py::saved_exception pending;
+        py::ref args = py::ref::steal(make_args != nullptr ? make_args(user) : PyTuple_New(0));
+        py::ref result;
+        if (args && !PyTuple_Check(args.get())) {
+            PyErr_SetString(PyExc_TypeError, "pyinterp: make_args must return a tuple");
+        } else if (args) {
+            result = py::ref::steal(PyObject_Call(cb->callable, args.get(), nullptr));
+        }
+        if (result && on_result != nullptr && on_result(result.get(), user) < 0) result.reset();
+        if (!result) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_SystemError, "pyinterp: callback failed without an exception");
+            log_python_error(PYINTERP_LOG_ERROR, "pyinterp: exception in callback");
+            rc = PYINTERP_ERR_PYTHON;
+        }
     }
-    if (result != nullptr && on_result != nullptr && on_result(result, user) < 0) Py_CLEAR(result);
-    if (result == nullptr) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "pyinterp: callback failed without an exception");
-        log_python_error(PYINTERP_LOG_ERROR, "pyinterp: exception in callback");
-        rc = PYINTERP_ERR_PYTHON;
-    }
-    Py_XDECREF(result);
-    Py_XDECREF(args);
-    PyErr_Restore(et, ev, etb);
     leave(token);
     return rc;
 }

@@ -24,6 +24,10 @@ void log(int level, const char* fmt, ...) noexcept __attribute__((format(printf,
 // traceback, prefixed by `what`, and clear it.
 void log_python_error(int level, const char* what) noexcept;
 
+// GIL held, inside an interpreter the library just created: puts the
+// configured python_path in front of its sys.path (failures are logged).
+void apply_python_path() noexcept;
+
 // One OS thread's cached thread state for one interpreter.
 //
 // Owned by the record's `holders` list (guarded by the record's mutex) and
@@ -135,6 +139,7 @@ struct runtime {
     bool own_gil_preimported = false;
     std::atomic<bool> initialized{false};
     int default_end_timeout_ms = 5000;
+    std::string python_path;             // pyinterp_config::python_path (host mode)
 };
 
 runtime& rt() noexcept;

@@ -204,6 +204,39 @@ int end_main(interp_record* r, int timeout_ms) noexcept {
     return PYINTERP_OK;
 }
 
+// Creates the interpreter of `rec` (creation lock held, any GIL state):
+// enters main, makes the interpreter, puts the configured python_path in its
+// sys.path, keeps its first thread state as the keeper, and returns to the
+// caller's previous attachment.
+int start_interpreter(interp_record* rec, bool own) noexcept {
+    runtime& R = rt();
+    pyinterp_token main_token;
+    int rc = enter(R.main, false, &main_token);
+    if (rc != PYINTERP_OK) return rc;
+    PyThreadState* main_ts = attached_tstate();
+    if (own && !R.own_gil_preimported) {
+        preimport_for_own_gil();
+        R.own_gil_preimported = true;
+    }
+    PyThreadState* ts = new_interpreter(own);
+    if (ts == nullptr) {
+        if (attached_tstate() != main_ts) PyThreadState_Swap(main_ts);
+        leave(main_token);
+        return PYINTERP_ERR_CREATE;
+    }
+    apply_python_path();
+    rec->interp = ts->interp;
+    rec->id = PyInterpreterState_GetID(ts->interp);
+    rec->own_gil = own;
+    // The interpreter's first thread state stays idle as its keeper; threads,
+    // this one included, enter through cached thread states of their own.
+    rec->keeper = ts;
+    switch_tstate(main_ts);
+    gilstate_bind(main_ts);
+    leave(main_token);
+    return PYINTERP_OK;
+}
+
 }  // namespace
 
 int end_record(interp_record* r, int timeout_ms) noexcept {
@@ -296,33 +329,11 @@ int pyinterp_interp_create(const char* name, const pyinterp_interp_config* confi
     } catch (...) {
         return PYINTERP_ERR_NOMEM;
     }
-    pyinterp_token main_token;
-    int rc = enter(R.main, false, &main_token);
+    int rc = start_interpreter(rec, own);
     if (rc != PYINTERP_OK) {
         record_unref(rec);
         return rc;
     }
-    PyThreadState* main_ts = attached_tstate();
-    if (own && !R.own_gil_preimported) {
-        preimport_for_own_gil();
-        R.own_gil_preimported = true;
-    }
-    PyThreadState* ts = new_interpreter(own);
-    if (ts == nullptr) {
-        if (attached_tstate() != main_ts) PyThreadState_Swap(main_ts);
-        leave(main_token);
-        record_unref(rec);
-        return PYINTERP_ERR_CREATE;
-    }
-    rec->interp = ts->interp;
-    rec->id = PyInterpreterState_GetID(ts->interp);
-    rec->own_gil = own;
-    // The interpreter's first thread state stays idle as its keeper; threads,
-    // this one included, enter through cached thread states of their own.
-    rec->keeper = ts;
-    switch_tstate(main_ts);
-    gilstate_bind(main_ts);
-    leave(main_token);
     try {
         std::lock_guard<std::mutex> lk(R.mu);
         R.records.push_back(rec);

@@ -7,6 +7,8 @@
 #include "compat.h"
 #include "fence.h"
 #include "internal.h"
+#include "pyinterp/py/exception.h"
+#include "pyinterp/py/sys_path.h"
 
 namespace pyinterp::detail {
 namespace {
@@ -46,44 +48,19 @@ void log(int level, const char* fmt, ...) noexcept {
 }
 
 void log_python_error(int level, const char* what) noexcept {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (type == nullptr) return;
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != nullptr && value != nullptr) PyException_SetTraceback(value, tb);
-    std::string text;
-    if (PyObject* mod = PyImport_ImportModule("traceback")) {
-        PyObject* lines = PyObject_CallMethod(mod, "format_exception", "OOO", type,
-                                              value ? value : Py_None, tb ? tb : Py_None);
-        if (lines != nullptr) {
-            PyObject* empty = PyUnicode_FromString("");
-            PyObject* joined = empty ? PyUnicode_Join(empty, lines) : nullptr;
-            if (const char* s = joined ? PyUnicode_AsUTF8(joined) : nullptr) text = s;
-            Py_XDECREF(joined);
-            Py_XDECREF(empty);
-            Py_DECREF(lines);
-        }
-        Py_DECREF(mod);
-    }
-    if (text.empty()) {
-        // The traceback module is unusable (interpreter shutting down, say):
-        // fall back to str(value).
-        PyErr_Clear();
-        PyObject* s = value ? PyObject_Str(value) : nullptr;
-        const char* u = s ? PyUnicode_AsUTF8(s) : nullptr;
-        text = u ? u : "(exception could not be formatted)";
-        Py_XDECREF(s);
-    }
-    PyErr_Clear();
-    while (!text.empty() && text.back() == '\n') text.pop_back();
+    py::ref exc = py::take_exception();
+    if (!exc) return;
+    std::string text = py::format_exception(exc.get());
     log_sink& ls = sink();
     if (pyinterp_log_fn fn = ls.fn.load(std::memory_order_acquire); fn && level >= ls.min_level.load()) {
         std::string line = std::string(what) + ": " + text;
         fn(level, line.c_str(), ls.user.load(std::memory_order_relaxed));
     }
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
+}
+
+void apply_python_path() noexcept {
+    if (!py::prepend_sys_path(rt().python_path.c_str()))
+        log_python_error(PYINTERP_LOG_WARN, "pyinterp: python_path");
 }
 
 void record_ref(interp_record* r) noexcept {
@@ -122,26 +99,6 @@ interp_record* make_main_record() {
     return r;
 }
 
-void add_python_path(const char* python_path) noexcept {
-    if (python_path == nullptr || *python_path == '\0') return;
-    PyObject* path = PySys_GetObject("path");  // borrowed
-    if (path == nullptr || !PyList_Check(path)) return;
-    std::string all(python_path);
-    Py_ssize_t at = 0;
-    size_t start = 0;
-    while (start <= all.size()) {
-        size_t end = all.find(':', start);
-        if (end == std::string::npos) end = all.size();
-        if (end > start) {
-            PyObject* item = PyUnicode_DecodeFSDefaultAndSize(all.data() + start, Py_ssize_t(end - start));
-            if (item == nullptr || PyList_Insert(path, at++, item) < 0)
-                log_python_error(PYINTERP_LOG_WARN, "pyinterp: python_path");
-            Py_XDECREF(item);
-        }
-        start = end + 1;
-    }
-}
-
 // Host mode: initialise CPython.  Returns with the GIL held by the new main
 // thread state, or an error.
 int start_python(const pyinterp_config* cfg) noexcept {
@@ -160,7 +117,12 @@ int start_python(const pyinterp_config* cfg) noexcept {
             st.func ? st.func : "", st.func ? ": " : "", st.err_msg ? st.err_msg : "unknown error");
         return PYINTERP_ERR_CREATE;
     }
-    add_python_path(cfg != nullptr ? cfg->python_path : nullptr);
+    try {
+        rt().python_path = cfg != nullptr && cfg->python_path != nullptr ? cfg->python_path : "";
+    } catch (...) {
+        return PYINTERP_ERR_NOMEM;
+    }
+    apply_python_path();
     return PYINTERP_OK;
 }
 

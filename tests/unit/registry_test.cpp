@@ -33,6 +33,27 @@ TEST(Registry, CreateFindAndEnd) {
     EXPECT_EQ(rc, PYINTERP_ERR_NOT_FOUND);
 }
 
+// pyinterp_config::python_path reaches the main interpreter and every
+// interpreter created afterwards, in its order, in front of sys.path.
+TEST(Registry, PythonPathIsInFrontOfSysPathInEveryInterpreter) {
+    const std::string want = "['/nonexistent/pyinterp-path-a', '/nonexistent/pyinterp-path-b']";
+    {
+        scoped_enter in(view::main());
+        ASSERT_TRUE(in);
+        ASSERT_TRUE(test::exec("import sys"));
+        EXPECT_EQ(test::eval_str("repr(sys.path[:2])"), want);
+    }
+    view a = test::make_interp("with_path");
+    {
+        scoped_enter in(a);
+        ASSERT_TRUE(in);
+        ASSERT_TRUE(test::exec("import sys"));
+        EXPECT_EQ(test::eval_str("repr(sys.path[:2])"), want);
+        EXPECT_EQ(test::eval_long("sys.path.count('/nonexistent/pyinterp-path-a')"), 1);
+    }
+    EXPECT_EQ(a.end(), PYINTERP_OK);
+}
+
 TEST(Registry, InterpretersAreIsolated) {
     view a = test::make_interp("iso_a");
     view b = test::make_interp("iso_b");

@@ -69,6 +69,7 @@ public:
         ASSERT_EQ(PyImport_AppendInittab("pyinterp", PyInit_pyinterp), 0);
         pyinterp_config cfg{};
         cfg.no_site = 1;
+        cfg.python_path = k_python_path;
         ASSERT_EQ(pyinterp_initialize(&cfg), PYINTERP_OK);
         pyinterp::view main = pyinterp::view::main();
         pyinterp::scoped_enter in(main);

@@ -26,6 +26,10 @@ public:
     static void clear();
 };
 
+// The runtime's pyinterp_config::python_path in every test binary that uses
+// this environment: two directories that do not exist.
+inline constexpr const char* k_python_path = "/nonexistent/pyinterp-path-a:/nonexistent/pyinterp-path-b";
+
 // Runs `code` in the current interpreter's __main__ (GIL held).  On a Python
 // error, adds a test failure with the traceback and returns false.
 bool exec(const std::string& code);

@@ -132,7 +132,10 @@ PYINTERP_API void pyinterp_set_log_callback(pyinterp_log_fn fn, int min_level, v
 typedef struct pyinterp_config {
     /** Python home (sys.prefix) for a host-initialised runtime, or NULL. */
     const char *python_home;
-    /** Extra sys.path entries, separated by ':', or NULL. */
+    /** Extra sys.path entries, separated by ':', or NULL: put in front of
+        sys.path in the main interpreter and in every interpreter that
+        pyinterp_interp_create() makes afterwards (host mode; an extension
+        loaded into a running Python leaves sys.path alone). */
     const char *python_path;
     /** Non-zero: do not import `site` (faster start, no .pth files). */
     int no_site;
