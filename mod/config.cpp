@@ -292,36 +292,31 @@ const dir_config& dir_settings(const request_rec* r) noexcept {
     return *static_cast<const dir_config*>(ap_get_module_config(r->per_dir_config, &pyinterp_module));
 }
 
-request_settings effective_settings(const request_rec* r, const script_alias* alias) noexcept {
+group_spec apply_settings(const request_rec* r, const script_alias* alias, app::request_target* t) noexcept {
     const dir_config& d = dir_settings(r);
-    request_settings out;
-    out.group = alias != nullptr ? pick(d.group, alias->group) : d.group;
-    if (out.group.kind == group_kind::unset) out.group.kind = group_kind::resource;
-    out.callable = alias != nullptr && alias->callable != nullptr ? alias->callable
-                   : d.callable != nullptr                        ? d.callable
-                                                                  : k_default_callable;
-    out.script_reloading = d.script_reloading < 0 ? k_default_script_reloading : d.script_reloading != 0;
-    out.pass_authorization = d.pass_authorization < 0 ? k_default_pass_authorization : d.pass_authorization != 0;
-    out.fallback_from_alias = alias != nullptr && alias->fallback != fallback_policy::unset;
-    out.fallback = out.fallback_from_alias              ? alias->fallback
-                   : d.fallback != fallback_policy::unset ? d.fallback
-                                                          : k_default_fallback;
-    return out;
+    group_spec group = alias != nullptr ? pick(d.group, alias->group) : d.group;
+    if (group.kind == group_kind::unset) group.kind = group_kind::resource;
+    t->callable = alias != nullptr && alias->callable != nullptr ? alias->callable
+                  : d.callable != nullptr                        ? d.callable
+                                                                 : app::k_default_callable;
+    t->script_reloading = d.script_reloading < 0 ? app::k_default_script_reloading : d.script_reloading != 0;
+    t->pass_authorization = d.pass_authorization < 0 ? k_default_pass_authorization : d.pass_authorization != 0;
+    t->fallback_from_alias = alias != nullptr && alias->fallback != fallback_policy::unset;
+    t->fallback = t->fallback_from_alias                 ? alias->fallback
+                  : d.fallback != fallback_policy::unset ? d.fallback
+                                                         : app::k_default_fallback;
+    t->alias_url = alias != nullptr ? alias->url : nullptr;
+    return group;
 }
 
-fallback_policy server_fallback(const server_rec* s) noexcept {
-    const auto* d = static_cast<const dir_config*>(ap_get_module_config(s->lookup_defaults, &pyinterp_module));
-    return d != nullptr && d->fallback != fallback_policy::unset ? d->fallback : k_default_fallback;
-}
-
-const char* fallback_name(fallback_policy p) noexcept {
-    switch (p) {
-        case fallback_policy::refuse: return "refuse";
-        case fallback_policy::allow: return "allow";
-        case fallback_policy::route:
-        case fallback_policy::unset: break;
-    }
-    return "route";
+void apply_import_settings(const import_script& imp, app::request_target* t) noexcept {
+    const auto* d =
+        static_cast<const dir_config*>(ap_get_module_config(imp.server->lookup_defaults, &pyinterp_module));
+    t->script = imp.path;
+    t->callable = imp.callable != nullptr ? imp.callable : app::k_default_callable;
+    // Loaded once, at child start: nothing to compare a stamp with yet.
+    t->script_reloading = false;
+    t->fallback = d != nullptr && d->fallback != fallback_policy::unset ? d->fallback : app::k_default_fallback;
 }
 
 const script_alias* matched_alias(const request_rec* r) noexcept {

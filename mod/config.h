@@ -7,6 +7,8 @@
 #include <httpd.h>
 #include <http_config.h>
 
+#include "app/target.h"
+
 namespace pyinterp::mod {
 
 // How an application group (a Python interpreter) is chosen for a request.
@@ -19,14 +21,8 @@ enum class group_kind {
     named,      // a literal group name
 };
 
-// PyInterpSubinterpreterFallback: what happens when an application loading
-// in a subinterpreter imports an extension module that cannot work there.
-enum class fallback_policy {
-    unset = 0,  // not configured at this level: inherit
-    route,      // load it into the main interpreter instead (the default)
-    refuse,     // answer 500 and log which directive fixes it
-    allow,      // load it anyway, warn once
-};
+// PyInterpSubinterpreterFallback (app/target.h).
+using app::fallback_policy;
 
 struct group_spec {
     group_kind kind = group_kind::unset;
@@ -68,14 +64,8 @@ struct dir_config {
     fallback_policy fallback = fallback_policy::unset;
 };
 
-// Defaults applied where nothing is configured.
-inline constexpr const char* k_default_callable = "application";
-inline constexpr bool k_default_script_reloading = true;
+// Defaults applied where nothing is configured (the others: app/target.h).
 inline constexpr bool k_default_pass_authorization = false;
-inline constexpr fallback_policy k_default_fallback = fallback_policy::route;
-
-// "route", "refuse" or "allow".
-const char* fallback_name(fallback_policy p) noexcept;
 
 // The handler name PyInterpScriptAlias sets; usable with SetHandler/AddHandler.
 inline constexpr const char* k_handler_name = "pyinterp-script";
@@ -91,20 +81,15 @@ extern const command_rec commands[];
 const server_config& server_settings(const server_rec* s) noexcept;
 const dir_config& dir_settings(const request_rec* r) noexcept;
 
-// The effective settings for one request: the matched alias's options win
-// over the directory configuration, which wins over the defaults.
-struct request_settings {
-    group_spec group;               // never unset
-    const char* callable;           // never nullptr
-    bool script_reloading;
-    bool pass_authorization;
-    fallback_policy fallback;       // never unset
-    bool fallback_from_alias;       // set by subinterpreter-fallback= on the alias
-};
-request_settings effective_settings(const request_rec* r, const script_alias* alias) noexcept;
+// The settings of one request, written into its target: the matched
+// alias's options win over the directory configuration, which wins over the
+// defaults.  Sets callable, script_reloading, pass_authorization, fallback,
+// fallback_from_alias and alias_url; returns how its group is chosen (never
+// unset), for group_for_request.
+group_spec apply_settings(const request_rec* r, const script_alias* alias, app::request_target* t) noexcept;
 
-// The server-level fallback policy (PyInterpImportScript, no request).
-fallback_policy server_fallback(const server_rec* s) noexcept;
+// The target of a PyInterpImportScript, but for its group's name.
+void apply_import_settings(const import_script& imp, app::request_target* t) noexcept;
 
 // The alias that translate_name matched for this request, or nullptr.
 const script_alias* matched_alias(const request_rec* r) noexcept;

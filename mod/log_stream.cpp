@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "py_compat.h"
-#include "pymodule.h"
+#include "pyinterp/py/ref.h"
+#include "wsgi_state.h"
 
 APLOG_USE_MODULE(pyinterp);
 
@@ -227,7 +227,7 @@ PyType_Spec log_type_spec = {
     log_slots,
 };
 
-PyObject* log_stream_new(module_state* st, request_rec* r, server_rec* s, int level, const char* tag) noexcept {
+PyObject* log_stream_new(wsgi_state* st, request_rec* r, server_rec* s, int level, const char* tag) noexcept {
     auto* self = PyObject_New(log_object, st->log_type);
     if (self == nullptr) return nullptr;
     self->r = r;
@@ -251,40 +251,10 @@ void log_stream_detach(PyObject* stream) noexcept {
     self->r = nullptr;
 }
 
-void log_python_exception(request_rec* r, server_rec* s, const char* what) noexcept {
-    PyObject* exc = compat::take_exception();
-    if (exc == nullptr) return;
-    if (r != nullptr) ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "%s", what);
-    else ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "%s", what);
-    PyObject* text = nullptr;
-    if (PyObject* tb = PyImport_ImportModule("traceback")) {
-        PyObject* lines = PyObject_CallMethod(tb, "format_exception", "O", exc);
-        if (lines != nullptr) {
-            PyObject* empty = PyUnicode_FromString("");
-            text = empty ? PyUnicode_Join(empty, lines) : nullptr;
-            Py_XDECREF(empty);
-            Py_DECREF(lines);
-        }
-        Py_DECREF(tb);
-    }
-    if (text == nullptr) {
-        PyErr_Clear();
-        text = PyObject_Str(exc);
-    }
-    const char* utf8 = text ? PyUnicode_AsUTF8(text) : nullptr;
-    if (utf8 == nullptr) {
-        PyErr_Clear();
-        utf8 = "(the exception could not be formatted)";
-    }
-    for (const char* p = utf8; *p;) {
-        const char* nl = std::strchr(p, '\n');
-        int len = nl ? int(nl - p) : int(std::strlen(p));
-        if (r != nullptr) ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "PYI0310: %.*s", len, p);
-        else ap_log_error(APLOG_MARK, APLOG_ERR, 0, s, "PYI0310: %.*s", len, p);
-        p += len + (nl ? 1 : 0);
-    }
-    Py_XDECREF(text);
-    Py_DECREF(exc);
+bool log_streams_install(wsgi_state* st, server_rec* s) noexcept {
+    py::ref out = py::ref::steal(log_stream_new(st, nullptr, s, APLOG_NOTICE, "PYI0302: stdout: "));
+    py::ref err = py::ref::steal(out ? log_stream_new(st, nullptr, s, APLOG_ERR, "PYI0301: stderr: ") : nullptr);
+    return err && PySys_SetObject("stdout", out.get()) == 0 && PySys_SetObject("stderr", err.get()) == 0;
 }
 
 }  // namespace pyinterp::mod

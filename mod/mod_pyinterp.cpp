@@ -14,7 +14,6 @@
 #include <cstring>
 
 #include "config.h"
-#include "protocol.h"
 #include "request.h"
 #include "runtime.h"
 
@@ -29,7 +28,7 @@ int hook_translate_name(request_rec* r) noexcept {
 
 int hook_handler(request_rec* r) noexcept {
     if (r->handler == nullptr || std::strcmp(r->handler, k_handler_name) != 0) return DECLINED;
-    return serve_request(r, wsgi_protocol);  // noexcept all the way down
+    return serve_request(r);  // noexcept all the way down
 }
 
 // post_config runs in the parent: it only checks and reports, Python is

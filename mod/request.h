@@ -1,13 +1,13 @@
-// The protocol-independent request path: find the script, name its
-// application group, enter that group's interpreter on this httpd worker
-// thread through the dispatch library, and hand over to the protocol.
+// The request path in httpd: map the URL to its script (translate_name),
+// resolve the request into one app::request_target (script, callable, group,
+// policies) and hand it, with the protocol, to the executor, which enters
+// the group's interpreter on this worker thread, loads the application and
+// serves it (app/executor.h).
 #pragma once
 
 #include <httpd.h>
 
 namespace pyinterp::mod {
-
-struct protocol;
 
 // translate_name: maps a URL under a PyInterpScriptAlias to its script
 // (r->filename, with the rest of the path for httpd to split off as
@@ -16,6 +16,6 @@ int translate_script_alias(request_rec* r) noexcept;
 
 // The handler body.  Called detached from Python (no GIL), returns
 // detached.  Returns OK or an HTTP error status.
-int serve_request(request_rec* r, const protocol& proto) noexcept;
+int serve_request(request_rec* r) noexcept;
 
 }  // namespace pyinterp::mod

@@ -11,18 +11,17 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
 #include <mutex>
+#include <new>
 #include <thread>
 
-#include "app_cache.h"
 #include "config.h"
-#include "fallback.h"
+#include "error_log.h"
 #include "groups.h"
 #include "log_stream.h"
-#include "pymodule.h"
 #include "pyinterp/dispatch.hpp"
 #include "pyinterp/module.h"
+#include "wsgi_state.h"
 
 APLOG_USE_MODULE(pyinterp);
 
@@ -37,82 +36,55 @@ constexpr auto k_finalize_budget = std::chrono::milliseconds(1500);
 
 // Process-wide C state only (no Python objects).
 server_rec* g_server = nullptr;
-std::atomic<bool> g_ready{false};
-std::atomic<int> g_active{0};
+std::atomic<app::executor*> g_executor{nullptr};
 
-// The dispatch library's log sink.  Any thread, possibly with a GIL held:
-// only httpd's logger is called.
-void forward_log(int level, const char* message, void* user) {
-    auto* s = static_cast<server_rec*>(user);
-    int ap_level = level >= PYINTERP_LOG_ERROR  ? APLOG_ERR
-                   : level == PYINTERP_LOG_WARN ? APLOG_WARNING
-                   : level == PYINTERP_LOG_INFO ? APLOG_INFO
-                                                : APLOG_DEBUG;
-    for (const char* p = message; *p;) {
-        const char* nl = std::strchr(p, '\n');
-        int len = nl ? int(nl - p) : int(std::strlen(p));
-        ap_log_error(APLOG_MARK, ap_level, 0, s, "PYI0100: %.*s", len, p);
-        p += len + (nl ? 1 : 0);
-    }
+// The executor's per-interpreter setup: sys.stdout and sys.stderr to the
+// main server's error log.  GIL held.
+bool setup_interpreter(app::interp_state* st, void* server) noexcept {
+    return log_streams_install(wsgi_state_of(st), static_cast<server_rec*>(server));
 }
 
-// Loads one PyInterpImportScript into `group`.  Any GIL state (enters the
-// group's interpreter through the dispatch library).  Returns true when the
-// script must go to the main interpreter instead (PyInterpSubinterpreterFallback
-// route; logged and recorded).
-bool preload_into(const import_script& imp, const char* group, apr_pool_t* p) noexcept {
-    const server_config& main_conf = server_settings(g_server);
-    pyinterp::view v = interpreter_for(group, g_server);
-    if (!v) return false;
-    bool to_main = false, abandon = false;
-    {
-        pyinterp::scoped_enter in(v);
-        if (!in) {
-            ap_log_error(APLOG_MARK, APLOG_ERR, 0, g_server, "PYI0103: cannot enter application group '%s': %s",
-                         group, pyinterp_strerror(in.status()));
-            return false;
-        }
-        PyObject* m = prepare_interpreter(g_server, main_conf.python_path);
-        const char* callable = imp.callable ? imp.callable : k_default_callable;
-        fallback_policy policy = server_fallback(imp.server);
-        PyObject* app =
-            m ? load_application(state_of(m), imp.path, nullptr, callable, false, g_server, group, policy, false) : nullptr;
-        if (app == nullptr && m != nullptr && fallback_pending(state_of(m))) {
-            to_main = fallback_after_load(nullptr, g_server, imp.path, group, policy, false, nullptr, state_of(m)) ==
-                      k_route_to_main;
-            abandon = to_main && PyDict_Size(state_of(m)->apps) == 0;
-        } else if (app == nullptr) {
-            log_python_exception(nullptr, g_server,
-                                 apr_psprintf(p, "PYI0104: PyInterpImportScript '%s' failed in application group '%s'",
-                                              imp.path, *group ? group : "%{GLOBAL}"));
-        }
-        Py_XDECREF(app);
-        Py_XDECREF(m);
-    }
-    if (abandon) v.end(k_end_timeout_ms);
-    return to_main;
+// PyInterpImportScript through the executor: nothing to serve once the
+// application is loaded; a failed load is logged against the server.
+struct preload_call {
+    const import_script* imp;
+};
+
+int preload_serve(const app::application&, const app::request_target&, void*) noexcept {
+    return OK;
 }
 
-// Loads one PyInterpImportScript into its group, or into the main
-// interpreter when the fallback policy routes it there.
-void preload(const import_script& imp, apr_pool_t* p) noexcept {
-    const char* group = group_for_server(imp.server, imp.group, p);
-    if (group == nullptr) return;
-    if (fallback_routed(imp.path, group) || preload_into(imp, group, p)) preload_into(imp, "", p);
+int preload_failed(const app::request_target& t, void*) noexcept {
+    log_python_exception(nullptr, g_server,
+                         apr_psprintf(g_server->process->pconf,
+                                      "PYI0104: PyInterpImportScript '%s' failed in application group '%s'", t.script,
+                                      app::shown_group(t.group)));
+    return HTTP_INTERNAL_SERVER_ERROR;
 }
 
-// Child exit (a cleanup of pchild, on the thread that ran child_init).
-// Ends every interpreter with a bounded wait; if Python's own shutdown
-// hangs (an application's non-daemon thread, say), a watchdog lets the
-// child exit without it.
-apr_status_t child_exit(void*) {
-    if (!g_ready.exchange(false)) return APR_SUCCESS;
-    int active = g_active.load();
-    if (active > 0) {
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
-                     "PYI0105: child exiting with %d request(s) inside Python; Python finalization skipped", active);
-        return APR_SUCCESS;
-    }
+void preload_log(app::level lv, const char* message, void*) noexcept {
+    ap_log_error(APLOG_MARK, ap_level_of(lv), 0, g_server, "%s", message);
+}
+
+const app::protocol preload_protocol = {"preload", preload_serve, preload_failed, nullptr, preload_log};
+
+// Loads one PyInterpImportScript into its group (or into the main
+// interpreter when the fallback policy routes it there).
+void preload(app::executor& ex, const import_script& imp, apr_pool_t* p) noexcept {
+    app::request_target t;
+    apply_import_settings(imp, &t);
+    t.group = group_for_server(imp.server, imp.group, p);
+    if (t.group == nullptr) return;
+    preload_call call{&imp};
+    app::run_result res = ex.run(t, preload_protocol, &call);
+    if (res.what == app::run_result::cannot_enter)
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, g_server, "PYI0103: cannot enter application group '%s': %s",
+                     t.group, pyinterp_strerror(res.status));
+}
+
+// Python finalization with a watchdog: if Python's own shutdown hangs (an
+// application's non-daemon thread, say), the child exits without it.
+int finalize_bounded() noexcept {
     std::mutex mu;
     std::condition_variable cv;
     bool done = false;
@@ -138,6 +110,23 @@ apr_status_t child_exit(void*) {
     }
     cv.notify_all();
     if (watchdog.joinable()) watchdog.join();
+    return rc;
+}
+
+// Child exit (a cleanup of pchild, on the thread that ran child_init).
+// Ends every interpreter with a bounded wait, unless a request is still
+// inside Python (prefork's SIGTERM handler, say): then finalization is
+// skipped rather than tearing an interpreter down under the request.
+apr_status_t child_exit(void*) {
+    app::executor* ex = g_executor.exchange(nullptr);
+    if (ex == nullptr) return APR_SUCCESS;
+    int active = ex->in_flight();
+    if (active > 0) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
+                     "PYI0105: child exiting with %d request(s) inside Python; Python finalization skipped", active);
+        return APR_SUCCESS;  // the executor stays: requests still use it
+    }
+    int rc = finalize_bounded();
     if (rc != PYINTERP_OK)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, g_server, "PYI0107: Python finalization skipped: %s",
                      pyinterp_strerror(rc));
@@ -146,16 +135,12 @@ apr_status_t child_exit(void*) {
     return APR_SUCCESS;
 }
 
-}  // namespace
-
-void runtime_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
-    g_server = s;
-    const server_config& conf = server_settings(s);
-    pyinterp_set_log_callback(forward_log, APLOG_IS_LEVEL(s, APLOG_DEBUG) ? PYINTERP_LOG_DEBUG : PYINTERP_LOG_INFO,
-                              s);
-    if (PyImport_AppendInittab(k_private_module, pyinterp_private_module_init) != 0) {
+// Registers the built-in modules every interpreter imports and starts
+// Python.  False (logged) on failure.
+bool start_python(server_rec* s) noexcept {
+    if (!app::register_private_module(&wsgi_state_ops)) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "PYI0101: cannot register the private module; Python not started");
-        return;
+        return false;
     }
     // `import pyinterp` in every interpreter: the loop API for applications
     // and the C API capsule (pyinterp._C_API) through which extension
@@ -164,40 +149,47 @@ void runtime_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
     // would not know these interpreters).
     if (PyImport_AppendInittab("pyinterp", PyInit_pyinterp) != 0) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "PYI0110: cannot register the pyinterp module; Python not started");
-        return;
+        return false;
     }
+    const server_config& conf = server_settings(s);
     pyinterp_config cfg{};
     cfg.python_home = conf.python_home;
+    cfg.python_path = conf.python_path;  // PyInterpPythonPath, in every interpreter
     cfg.default_end_timeout_ms = k_end_timeout_ms;
     int rc = pyinterp_initialize(&cfg);
     if (rc != PYINTERP_OK) {
         ap_log_error(APLOG_MARK, APLOG_CRIT, 0, s, "PYI0102: Python failed to start: %s", pyinterp_strerror(rc));
-        return;
+        return false;
     }
-    g_ready.store(true);
+    return true;
+}
+
+}  // namespace
+
+void runtime_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
+    g_server = s;
+    pyinterp_set_log_callback(forward_dispatch_log,
+                              APLOG_IS_LEVEL(s, APLOG_DEBUG) ? PYINTERP_LOG_DEBUG : PYINTERP_LOG_INFO, s);
+    if (!start_python(s)) return;
+    app::executor_options opt;
+    opt.log = server_log(s);
+    opt.setup_interpreter = setup_interpreter;
+    opt.setup_user = s;
+    // Lives as long as the process: a request may still run at child exit.
+    auto* ex = new (std::nothrow) app::executor(opt);
+    if (ex == nullptr) return;
+    g_executor.store(ex);
     apr_pool_cleanup_register(pchild, nullptr, child_exit, apr_pool_cleanup_null);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "PYI0109: Python %s started in child %ld", Py_GetVersion(),
                  static_cast<long>(getpid()));
     for (server_rec* vs = s; vs != nullptr; vs = vs->next) {
         const apr_array_header_t* imports = server_settings(vs).imports;
-        for (int i = 0; i < imports->nelts; ++i) preload(*APR_ARRAY_IDX(imports, i, const import_script*), pchild);
+        for (int i = 0; i < imports->nelts; ++i) preload(*ex, *APR_ARRAY_IDX(imports, i, const import_script*), pchild);
     }
 }
 
-bool runtime_ready() noexcept {
-    return g_ready.load();
-}
-
-server_rec* runtime_main_server() noexcept {
-    return g_server;
-}
-
-active_request::active_request() noexcept {
-    g_active.fetch_add(1);
-}
-
-active_request::~active_request() {
-    g_active.fetch_sub(1);
+app::executor* runtime_executor() noexcept {
+    return g_executor.load(std::memory_order_acquire);
 }
 
 }  // namespace pyinterp::mod

@@ -12,14 +12,13 @@
 
 #include "protocol.h"
 #include "py_compat.h"
-#include "pymodule.h"
-#include "str_cache.h"
+#include "wsgi_state.h"
 #include "wsgi_request.h"
 
 namespace pyinterp::mod {
 namespace {
 
-// The keys environ_new adds after httpd's variables, in module_state's
+// The keys environ_new adds after httpd's variables, in wsgi_state's
 // environ_fixed.
 enum fixed_key : int {
     k_version, k_url_scheme, k_input, k_errors, k_multithread, k_multiprocess, k_run_once, k_input_terminated,
@@ -31,7 +30,7 @@ constexpr const char* k_fixed_names[] = {
     "wsgi.run_once", "wsgi.input_terminated", "wsgi.file_wrapper", "pyinterp.application_group",
     "pyinterp.interpreter", "pyinterp.interpreter_id", "pyinterp.callable_object", "pyinterp.script_reloading",
 };
-static_assert(k_fixed_count == module_state::k_fixed_environ_keys &&
+static_assert(k_fixed_count == wsgi_state::k_fixed_environ_keys &&
               sizeof k_fixed_names / sizeof k_fixed_names[0] == k_fixed_count);
 
 // Sets env[key] = value.  Steals `value`; false with an exception set (also
@@ -45,13 +44,13 @@ bool put(PyObject* env, PyObject* key, PyObject* value) noexcept {
 
 // The str of a name-like value (the group, the interpreter's name...), from
 // the interpreter's cache.  New reference or nullptr with an exception.
-PyObject* cached(str_cache* keys, const char* value) noexcept {
+PyObject* cached(app::str_cache* keys, const char* value) noexcept {
     if (value == nullptr) value = "";
     return keys->get(value, std::strlen(value));
 }
 
 // put() with the key's str from the interpreter's cache.
-bool set(str_cache* keys, PyObject* env, const char* key, size_t n, PyObject* value) noexcept {
+bool set(app::str_cache* keys, PyObject* env, const char* key, size_t n, PyObject* value) noexcept {
     PyObject* k = keys->get(key, n);
     if (k == nullptr) {
         Py_XDECREF(value);
@@ -87,7 +86,7 @@ struct mpm_model {
 
 }  // namespace
 
-bool environ_init_keys(module_state* st) noexcept {
+bool environ_init_keys(wsgi_state* st) noexcept {
     for (int i = 0; i < k_fixed_count; ++i) {
         st->environ_fixed[i] = PyUnicode_InternFromString(k_fixed_names[i]);
         if (st->environ_fixed[i] == nullptr) return false;
@@ -95,7 +94,8 @@ bool environ_init_keys(module_state* st) noexcept {
     return true;
 }
 
-PyObject* environ_new(wsgi_request* q, const request_target& t, PyObject* input, PyObject* errors) noexcept {
+PyObject* environ_new(wsgi_request* q, const app::application& a, const app::request_target& t, PyObject* input,
+                      PyObject* errors) noexcept {
     request_rec* r = q->r;
     // httpd's common CGI variables (HTTP_* for well-formed header names,
     // CONTENT_TYPE/LENGTH, SERVER_*, REMOTE_*, DOCUMENT_ROOT, SetEnv values).
@@ -120,7 +120,7 @@ PyObject* environ_new(wsgi_request* q, const request_target& t, PyObject* input,
     const apr_array_header_t* arr = apr_table_elts(e);
     PyObject* env = compat::dict_presized(arr->nelts + k_fixed_count);
     if (env == nullptr) return nullptr;
-    str_cache* keys = q->state->environ_keys;
+    app::str_cache* keys = q->state->environ_keys;
     const auto* elts = reinterpret_cast<const apr_table_entry_t*>(arr->elts);
     bool ok = true;
     for (int i = 0; ok && i < arr->nelts; ++i)
@@ -135,9 +135,9 @@ PyObject* environ_new(wsgi_request* q, const request_target& t, PyObject* input,
          put(env, k[k_multiprocess], boolean(mpm.multiprocess)) && put(env, k[k_run_once], boolean(false)) &&
          put(env, k[k_input_terminated], boolean(true)) &&
          put(env, k[k_file_wrapper], Py_NewRef(reinterpret_cast<PyObject*>(q->state->file_wrapper_type))) &&
-         put(env, k[k_application_group], cached(keys, t.group)) &&
-         put(env, k[k_interpreter], cached(keys, t.interpreter)) &&
-         put(env, k[k_interpreter_id], PyLong_FromLongLong(t.interpreter_id)) &&
+         put(env, k[k_application_group], cached(keys, a.group)) &&
+         put(env, k[k_interpreter], cached(keys, a.interpreter)) &&
+         put(env, k[k_interpreter_id], PyLong_FromLongLong(a.interpreter_id)) &&
          put(env, k[k_callable_object], cached(keys, t.callable)) &&
          put(env, k[k_script_reloading], boolean(t.script_reloading));
     if (!ok) Py_CLEAR(env);

@@ -5,18 +5,21 @@
 
 #include <Python.h>
 
+#include "app/executor.h"
+
 namespace pyinterp::mod {
 
-struct module_state;
-struct request_target;
+struct wsgi_state;
 struct wsgi_request;
 
-// Makes the fixed environ keys of an interpreter (module_state's
+// Makes the fixed environ keys of an interpreter (wsgi_state's
 // environ_fixed).  False with an exception set.
-bool environ_init_keys(module_state* st) noexcept;
+bool environ_init_keys(wsgi_state* st) noexcept;
 
-// A new environ dict, or nullptr with an exception set.  Adds httpd's CGI
-// variables to r->subprocess_env as a side effect (as mod_cgi does).
-PyObject* environ_new(wsgi_request* q, const request_target& t, PyObject* input, PyObject* errors) noexcept;
+// A new environ dict for the application `a` of target `t`, or nullptr with
+// an exception set.  Adds httpd's CGI variables to r->subprocess_env as a
+// side effect (as mod_cgi does).
+PyObject* environ_new(wsgi_request* q, const app::application& a, const app::request_target& t, PyObject* input,
+                      PyObject* errors) noexcept;
 
 }  // namespace pyinterp::mod

@@ -1,7 +1,7 @@
 // wsgi.file_wrapper (see wsgi_file_wrapper.h).  All functions: GIL held.
 #include "wsgi_file_wrapper.h"
 
-#include "pymodule.h"
+#include "wsgi_state.h"
 
 namespace pyinterp::mod {
 namespace {
@@ -122,7 +122,7 @@ PyType_Spec file_wrapper_type_spec = {
     file_wrapper_slots,
 };
 
-PyObject* file_wrapper_filelike(const module_state* st, PyObject* obj) noexcept {
+PyObject* file_wrapper_filelike(const wsgi_state* st, PyObject* obj) noexcept {
     if (Py_TYPE(obj) != st->file_wrapper_type) return nullptr;
     return as_wrapper(obj)->filelike;
 }

@@ -9,12 +9,12 @@
 
 namespace pyinterp::mod {
 
-struct module_state;
+struct wsgi_state;
 
 extern PyType_Spec file_wrapper_type_spec;
 
 // If `obj` is a FileWrapper of this interpreter's module, returns its
 // file-like object (borrowed); otherwise nullptr.  No exception either way.
-PyObject* file_wrapper_filelike(const module_state* st, PyObject* obj) noexcept;
+PyObject* file_wrapper_filelike(const wsgi_state* st, PyObject* obj) noexcept;
 
 }  // namespace pyinterp::mod

@@ -14,12 +14,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app_cache.h"
-#include "fallback.h"
+#include "error_log.h"
 #include "log_stream.h"
 #include "protocol.h"
 #include "py_compat.h"
-#include "pymodule.h"
+#include "pyinterp/py/exception.h"
+#include "wsgi_state.h"
 #include "wsgi_environ.h"
 #include "wsgi_file_wrapper.h"
 #include "wsgi_input.h"
@@ -95,7 +95,7 @@ bool send_body(wsgi_request* q, PyObject* result) noexcept {
 // Calls result.close() if it has one.  Keeps the first exception: an
 // exception from close() (or from looking it up) is returned in *first if
 // none was pending, else logged on its own.
-void close_result(wsgi_request* q, PyObject* result, PyObject** first) noexcept {
+void close_result(wsgi_request* q, PyObject* result, py::ref* first) noexcept {
     if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) return;  // no close() to call
     PyObject* close = nullptr;
     int found = compat::optional_attr(result, q->state->str_close, &close);
@@ -108,21 +108,20 @@ void close_result(wsgi_request* q, PyObject* result, PyObject** first) noexcept 
             return;
         }
     }
-    if (*first == nullptr) *first = compat::take_exception();
+    if (!*first) *first = py::take_exception();
     else log_python_exception(q->r, nullptr, "PYI0703: the application's close() raised too");
 }
 
 // Reports the application's exception and decides the request's status.
-int report(wsgi_request* q, PyObject* exc, const request_target& t) noexcept {
+int report(wsgi_request* q, py::ref exc, const app::request_target& t) noexcept {
     request_rec* r = q->r;
     if (q->client_gone) {
         ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
                       "PYI0704: client went away during '%s'; the application's exception is dropped", t.script);
-        Py_DECREF(exc);
         return OK;
     }
     if (q->headers_sent) response_unsend(q);  // nothing on its way yet: a clean 500
-    compat::restore_exception(exc);
+    py::restore_exception(std::move(exc));
     log_python_exception(r, nullptr,
                          apr_psprintf(r->pool, "PYI0702: exception in the WSGI application of '%s'%s", t.script,
                                       q->headers_sent ? " after its headers were sent; connection cut" : ""));
@@ -131,62 +130,85 @@ int report(wsgi_request* q, PyObject* exc, const request_target& t) noexcept {
     return OK;
 }
 
-int serve(request_rec* r, const request_target& t, module_state* st, after_leave* after) noexcept {
-    PyObject* app = load_application(st, t.script, &r->finfo, t.callable, t.script_reloading, r->server, t.group,
-                                     t.fallback, t.fallback_from_alias);
-    if (app == nullptr && fallback_pending(st))
-        return fallback_after_load(r, r->server, t.script, t.group, t.fallback, t.fallback_from_alias, t.alias_url,
-                                   st);
-    if (app == nullptr) {
-        log_python_exception(r, nullptr, apr_psprintf(r->pool, "PYI0701: cannot load WSGI script '%s'", t.script));
-        return HTTP_INTERNAL_SERVER_ERROR;
-    }
-    wsgi_request q;
-    q.r = r;
-    q.state = st;
-    q.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    PyObject* input = input_new(st, &q);
-    PyObject* errors = input ? log_stream_new(st, r, nullptr, APLOG_ERR, "PYI0300: wsgi.errors: ") : nullptr;
-    PyObject* start = errors ? start_response_new(st, &q) : nullptr;
-    PyObject* environ = start ? environ_new(&q, t, input, errors) : nullptr;
-    int rc = OK;
-    if (environ == nullptr) {
-        log_python_exception(r, nullptr, "PYI0705: cannot build the WSGI environ");
-        rc = HTTP_INTERNAL_SERVER_ERROR;
-    } else {
-        PyObject* exc = nullptr;
-        PyObject* result = PyObject_CallFunctionObjArgs(app, environ, start, nullptr);
-        if (result == nullptr) {
-            exc = compat::take_exception();
-        } else {
-            if (!send_body(&q, result)) exc = compat::take_exception();
-            close_result(&q, result, &exc);
-            Py_DECREF(result);
-            if (exc == nullptr && response_finish(&q, &after->bb) == send_status::error)
-                exc = compat::take_exception();
-        }
-        if (exc != nullptr) rc = report(&q, exc, t);
-    }
+// The objects the application gets besides the environ, and the environ.
+// False with an exception set.
+bool make_objects(wsgi_request* q, const app::application& a, const app::request_target& t, PyObject** input,
+                  PyObject** errors, PyObject** start, PyObject** environ) noexcept {
+    *input = input_new(q->state, q);
+    *errors = *input ? log_stream_new(q->state, q->r, nullptr, APLOG_ERR, "PYI0300: wsgi.errors: ") : nullptr;
+    *start = *errors ? start_response_new(q->state, q) : nullptr;
+    *environ = *start ? environ_new(q, a, t, *input, *errors) : nullptr;
+    return *environ != nullptr;
+}
+
+// Calls the application and sends what it returns.  The exception to
+// report, or an empty ref.
+py::ref call_application(wsgi_request* q, PyObject* app, PyObject* environ, PyObject* start,
+                         apr_bucket_brigade** deferred) noexcept {
+    py::ref result = py::ref::steal(PyObject_CallFunctionObjArgs(app, environ, start, nullptr));
+    if (!result) return py::take_exception();
+    py::ref exc;
+    if (!send_body(q, result.get())) exc = py::take_exception();
+    close_result(q, result.get(), &exc);
+    result.reset();
+    if (!exc && response_finish(q, deferred) == send_status::error) exc = py::take_exception();
+    return exc;
+}
+
+// Everything the request made that points at `q`, before `q` goes away.
+void release_request(wsgi_request* q, PyObject* input, PyObject* errors, PyObject* start) noexcept {
     input_detach(input);
     start_response_detach(start);
     log_stream_detach(errors);
+    Py_CLEAR(q->status);
+    Py_CLEAR(q->headers);
+    if (q->bb != nullptr) apr_brigade_cleanup(q->bb);  // anything never passed (client gone) goes before what it points into
+    response_release_held(q);
+}
+
+int serve(const app::application& a, const app::request_target& t, void* request) noexcept {
+    auto* call = static_cast<wsgi_call*>(request);
+    request_rec* r = call->r;
+    wsgi_request q;
+    q.r = r;
+    q.state = wsgi_state_of(a.state);
+    q.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    PyObject *input, *errors, *start, *environ;
+    int rc = OK;
+    if (!make_objects(&q, a, t, &input, &errors, &start, &environ)) {
+        log_python_exception(r, nullptr, "PYI0705: cannot build the WSGI environ");
+        rc = HTTP_INTERNAL_SERVER_ERROR;
+    } else if (py::ref exc = call_application(&q, a.callable, environ, start, &call->after.bb)) {
+        rc = report(&q, std::move(exc), t);
+    }
+    release_request(&q, input, errors, start);
     Py_XDECREF(environ);
     Py_XDECREF(start);
     Py_XDECREF(errors);
     Py_XDECREF(input);
-    Py_CLEAR(q.status);
-    Py_CLEAR(q.headers);
-    if (q.bb != nullptr) apr_brigade_cleanup(q.bb);  // anything never passed (client gone) goes before what it points into
-    response_release_held(&q);
-    Py_DECREF(app);
     // The body nobody read is drained after the interpreter is left, so the
     // connection can serve its next request.
-    after->discard_body = rc == OK && !q.input_eof && !q.input_failed;
+    call->after.discard_body = rc == OK && !q.input_eof && !q.input_failed;
     return rc;
+}
+
+int load_failed(const app::request_target& t, void* request) noexcept {
+    request_rec* r = static_cast<wsgi_call*>(request)->r;
+    log_python_exception(r, nullptr, apr_psprintf(r->pool, "PYI0701: cannot load WSGI script '%s'", t.script));
+    return HTTP_INTERNAL_SERVER_ERROR;
+}
+
+void after_leave_done(int status, void* request) noexcept {
+    auto* call = static_cast<wsgi_call*>(request);
+    if (status == OK) finish_after_leave(call->r, call->after);
+}
+
+void log_for_request(app::level lv, const char* message, void* request) noexcept {
+    ap_log_rerror(APLOG_MARK, ap_level_of(lv), 0, static_cast<wsgi_call*>(request)->r, "%s", message);
 }
 
 }  // namespace
 
-const protocol wsgi_protocol = {"wsgi", serve};
+const app::protocol wsgi_protocol = {"wsgi", serve, load_failed, after_leave_done, log_for_request};
 
 }  // namespace pyinterp::mod

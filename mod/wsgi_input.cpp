@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "pymodule.h"
+#include "wsgi_state.h"
 #include "wsgi_request.h"
 
 APLOG_USE_MODULE(pyinterp);
@@ -262,7 +262,7 @@ PyType_Spec input_type_spec = {
     input_slots,
 };
 
-PyObject* input_new(module_state* st, wsgi_request* q) noexcept {
+PyObject* input_new(wsgi_state* st, wsgi_request* q) noexcept {
     auto* self = PyObject_New(input_object, st->input_type);
     if (self != nullptr) self->q = q;
     return reinterpret_cast<PyObject*>(self);

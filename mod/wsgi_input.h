@@ -9,14 +9,14 @@
 
 namespace pyinterp::mod {
 
-struct module_state;
+struct wsgi_state;
 struct wsgi_request;
 
 extern PyType_Spec input_type_spec;
 
 // A new wsgi.input reading the body of `q`'s request.  New reference, or
 // nullptr with an exception set.
-PyObject* input_new(module_state* st, wsgi_request* q) noexcept;
+PyObject* input_new(wsgi_state* st, wsgi_request* q) noexcept;
 
 // Cuts the object loose from its request: later calls raise ValueError.
 void input_detach(PyObject* input) noexcept;

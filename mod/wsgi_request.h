@@ -13,11 +13,11 @@
 
 namespace pyinterp::mod {
 
-struct module_state;
+struct wsgi_state;
 
 struct wsgi_request {
     request_rec* r = nullptr;
-    module_state* state = nullptr;
+    wsgi_state* state = nullptr;
     apr_bucket_brigade* bb = nullptr;  // output brigade, reused for every pass
 
     // Response: set by start_response, sent with the first body bytes.

@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "pymodule.h"
+#include "wsgi_state.h"
 #include "wsgi_request.h"
 #include "wsgi_response.h"
 
@@ -217,7 +217,7 @@ PyType_Spec start_response_type_spec = {
     start_response_slots,
 };
 
-PyObject* start_response_new(module_state* st, wsgi_request* q) noexcept {
+PyObject* start_response_new(wsgi_state* st, wsgi_request* q) noexcept {
     auto* self = PyObject_New(start_response_object, st->start_response_type);
     if (self != nullptr) self->q = q;
     return reinterpret_cast<PyObject*>(self);

@@ -10,14 +10,14 @@
 
 namespace pyinterp::mod {
 
-struct module_state;
+struct wsgi_state;
 struct wsgi_request;
 
 extern PyType_Spec start_response_type_spec;
 
 // A new start_response callable for `q`.  New reference, or nullptr with an
 // exception set.
-PyObject* start_response_new(module_state* st, wsgi_request* q) noexcept;
+PyObject* start_response_new(wsgi_state* st, wsgi_request* q) noexcept;
 
 // Cuts the callable (and its write()) loose from the request.
 void start_response_detach(PyObject* start_response) noexcept;

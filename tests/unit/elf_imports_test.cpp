@@ -1,5 +1,5 @@
 // Reading an extension's dynamic imports without loading it.
-#include "../../mod/elf_imports.h"
+#include "app/elf_imports.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -11,8 +11,8 @@
 #include <fstream>
 #include <thread>
 
-using pyinterp::elf_answer;
-using pyinterp::elf_imports_symbol;
+using pyinterp::app::elf_answer;
+using pyinterp::app::elf_imports_symbol;
 namespace fs = std::filesystem;
 
 namespace {

@@ -1,19 +1,29 @@
-// The request path's str cache (mod/str_cache.h), in an embedded Python.
-#include "../../mod/str_cache.h"
+// The request path's str cache (mod/app/str_cache.h), in the main
+// interpreter of the test binary's runtime.
+#include "app/str_cache.h"
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
-using pyinterp::mod::str_cache;
+#include "app_support.h"
+
+using pyinterp::app::str_cache;
 
 namespace {
 
 class StrCache : public ::testing::Test {
 protected:
-    static void SetUpTestSuite() { Py_InitializeEx(0); }
-    static void TearDownTestSuite() { Py_FinalizeEx(); }
+    void SetUp() override {
+        in_ = std::make_unique<pyinterp::scoped_enter>(pyinterp::view::main());
+        ASSERT_TRUE(*in_);
+    }
+    void TearDown() override { in_.reset(); }
+
+private:
+    std::unique_ptr<pyinterp::scoped_enter> in_;
 };
 
 // The str's text as UTF-8.

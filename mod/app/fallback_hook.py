@@ -1,23 +1,27 @@
-// The fallback import hook (see fallback_hook.h).  No httpd here: the
-// httpd module and the `pyinterp doctor` helper share this file.
-#include "fallback_hook.h"
+"""The import hook behind PyInterpSubinterpreterFallback and `pyinterp doctor`.
 
-#include <string>
+Run as module `_pyinterp_fallback` in each subinterpreter (fallback_hook.cpp
+embeds this file at build time and executes it there, with `_elf_imports`
+set to the C reader of ELF dynamic imports).  It patches that interpreter's
+own ExtensionFileLoader (importlib is per-interpreter, so the main
+interpreter and other subinterpreters are untouched) rather than adding a
+sys.meta_path finder: every extension module, whichever finder located it,
+is created and executed by that loader, and the wrapper sees the spec (name,
+path) and the outcome.  Collection is per thread and only between begin()
+and end(), i.e. while a script loads; imports at request time are not
+checked.
 
-#include "elf_imports.h"
+API:
+    begin(strict)   start collecting on this thread; strict: the first
+                    finding raises NeedsMainInterpreter (a BaseException)
+    end() -> [(module, path, reason)]   stop; the findings
+    loaded() -> [[module, path, error]] every extension created since begin()
+    elf_verdict(name, path) -> reason or None
+    NeedsMainInterpreter                the exception class
 
-namespace pyinterp::mod {
-namespace {
-
-// The hook, executed as module `_pyinterp_fallback` in each subinterpreter.
-// It patches that interpreter's own ExtensionFileLoader (importlib is
-// per-interpreter, so the main interpreter and other subinterpreters are
-// untouched) rather than adding a sys.meta_path finder: every extension
-// module, whichever finder located it, is created and executed by that
-// loader, and the wrapper sees the spec (name, path) and the outcome.
-// Collection is per thread and only between begin() and end(), i.e. while
-// a script loads; imports at request time are not checked.
-constexpr const char* k_hook_source = R"PY(
+Importable on its own (tests): without `_elf_imports` no extension is judged
+by its ELF imports.
+"""
 import sys, _thread
 from _frozen_importlib_external import ExtensionFileLoader
 
@@ -41,6 +45,10 @@ _GILSTATE = ("its ELF dynamic imports include PyGILState_Ensure: callbacks from 
              "starts itself would run in the main interpreter, not in this one")
 
 _local = _thread._local()
+
+# Set by fallback_hook.cpp before this runs: _elf_imports(path, symbol) ->
+# True, False or None (unreadable).
+_elf_imports = globals().get("_elf_imports")
 
 
 def _stdlib_dynload():
@@ -67,7 +75,7 @@ def known_good(name, path):
 def elf_verdict(name, path):
     """The reason an extension needs the main interpreter judging by its
     ELF imports, or None."""
-    if not path or known_good(name, path):
+    if not path or _elf_imports is None or known_good(name, path):
         return None
     return _GILSTATE if _elf_imports(path, "PyGILState_Ensure") else None
 
@@ -196,52 +204,3 @@ if not getattr(ExtensionFileLoader, "_pyinterp_hooked", False):
     ExtensionFileLoader.create_module = create_module
     ExtensionFileLoader.exec_module = exec_module
     ExtensionFileLoader._pyinterp_hooked = True
-)PY";
-
-// `_pyinterp.elf_imports(path, symbol)`: True, False, or None (unreadable).
-PyObject* py_elf_imports(PyObject*, PyObject* args) {
-    PyObject* path_obj = nullptr;
-    const char* symbol = nullptr;
-    if (!PyArg_ParseTuple(args, "O&s:elf_imports", PyUnicode_FSConverter, &path_obj, &symbol)) return nullptr;
-    elf_answer a = elf_answer::unreadable;
-    std::string path(PyBytes_AS_STRING(path_obj), size_t(PyBytes_GET_SIZE(path_obj)));
-    Py_DECREF(path_obj);
-    try {
-        std::string sym(symbol);
-        // Reading a cold .so from disk: let other threads run meanwhile.
-        Py_BEGIN_ALLOW_THREADS
-        a = elf_imports_symbol(path, sym);
-        Py_END_ALLOW_THREADS
-    } catch (...) {
-        return PyErr_NoMemory();
-    }
-    if (a == elf_answer::unreadable) Py_RETURN_NONE;
-    return PyBool_FromLong(a == elf_answer::imports);
-}
-
-PyMethodDef elf_imports_def = {
-    "elf_imports", py_elf_imports, METH_VARARGS,
-    "elf_imports(path, symbol) -> True/False/None: does the shared object import the symbol?"};
-
-}  // namespace
-
-PyObject* fallback_hook_new() noexcept {
-    PyObject* code = Py_CompileString(k_hook_source, "<mod_pyinterp fallback hook>", Py_file_input);
-    PyObject* hook = code ? PyModule_New("_pyinterp_fallback") : nullptr;
-    PyObject* dict = hook ? PyModule_GetDict(hook) : nullptr;  // borrowed
-    PyObject* elf = dict ? PyCFunction_New(&elf_imports_def, nullptr) : nullptr;
-    PyObject* result = nullptr;
-    if (elf != nullptr && PyDict_SetItemString(dict, "__builtins__", PyEval_GetBuiltins()) == 0 &&
-        PyDict_SetItemString(dict, "_elf_imports", elf) == 0)
-        result = PyEval_EvalCode(code, dict, dict);
-    Py_XDECREF(elf);
-    Py_XDECREF(code);
-    if (result == nullptr) {
-        Py_XDECREF(hook);
-        return nullptr;
-    }
-    Py_DECREF(result);
-    return hook;
-}
-
-}  // namespace pyinterp::mod

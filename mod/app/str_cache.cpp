@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace pyinterp::mod {
+namespace pyinterp::app {
 namespace {
 
 // A word at a time: the keys are short and this runs ~40 times a request.
@@ -72,4 +72,4 @@ PyObject* str_cache::get(const char* s, size_t n) noexcept {
     return str;
 }
 
-}  // namespace pyinterp::mod
+}  // namespace pyinterp::app

@@ -6,7 +6,7 @@
 
 #include <string>
 
-namespace pyinterp {
+namespace pyinterp::app {
 
 enum class elf_answer {
     imports,      // the symbol is an undefined (imported) dynamic symbol
@@ -18,4 +18,4 @@ enum class elf_answer {
 // answers are cached by (path, size, mtime), so a changed file is read again.
 elf_answer elf_imports_symbol(const std::string& path, const std::string& symbol);
 
-}  // namespace pyinterp
+}  // namespace pyinterp::app

@@ -20,7 +20,7 @@
 #include <cstddef>
 #include <string>
 
-namespace pyinterp::mod {
+namespace pyinterp::app {
 
 class str_cache {
 public:
@@ -61,4 +61,4 @@ private:
     size_t count_ = 0;
 };
 
-}  // namespace pyinterp::mod
+}  // namespace pyinterp::app

@@ -11,7 +11,7 @@
 #include <mutex>
 #include <tuple>
 
-namespace pyinterp {
+namespace pyinterp::app {
 namespace {
 
 // A read-only mapping of a whole file.
@@ -117,4 +117,4 @@ elf_answer elf_imports_symbol(const std::string& path, const std::string& symbol
     return a;
 }
 
-}  // namespace pyinterp
+}  // namespace pyinterp::app

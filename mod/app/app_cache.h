@@ -1,0 +1,47 @@
+// Loading application scripts into an interpreter, and the per-interpreter
+// cache of loaded scripts (a dict in the interpreter's interp_state, never a
+// C static).  A script is executed as a fresh module named after its path
+// (script.h); with reloading on, a script whose file changed (mtime or size)
+// is executed again on the next request.
+#pragma once
+
+#include <Python.h>
+
+#include "log.h"
+#include "pyinterp/py/ref.h"
+#include "target.h"
+
+namespace pyinterp::app {
+
+struct interp_state;
+
+// The application object `t.callable` of the script `t.script`, loading the
+// script first if needed (or, with t.script_reloading, if its file changed
+// since: compared with t.stamp when the host has one, else with a stat).
+// GIL held, inside the interpreter that owns `st`; the GIL is released while
+// waiting for another thread that is loading a script.  Loads are logged at
+// info level (PYI0201).  An empty ref with an exception set on failure (file
+// missing, exception in the script, no such callable, not callable).
+//
+// In a subinterpreter the load runs under the fallback hook (fallback.h):
+// with policy route or refuse, an extension module that needs the main
+// interpreter fails the load with NeedsMainInterpreter pending (test with
+// fallback_pending()); with allow, the script loads and a warning is
+// logged once.
+py::ref load_application(interp_state* st, const request_target& t, const log_sink& log) noexcept;
+
+// What `pyinterp doctor` learns from loading a script: the same load as
+// load_application's (the hook not strict), but nothing is kept.
+struct probe_result {
+    py::ref error;     // the load's exception (its traceback attached), or empty
+    py::ref loaded;    // the hook's list of [module, path, error or None]
+    py::ref findings;  // list of (module, path, reason): what needs main
+};
+
+// GIL held, inside a subinterpreter.  Loads the script the way
+// load_application does and checks that `t.callable` exists, then forgets
+// the module.  False (with an exception set) only when the hook itself
+// failed.
+bool probe_application(interp_state* st, const request_target& t, probe_result* out) noexcept;
+
+}  // namespace pyinterp::app

@@ -1,0 +1,170 @@
+// The executor (see executor.h).
+#include "executor.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "app_cache.h"
+#include "fallback.h"
+#include "pyinterp/py/ref.h"
+#include "script.h"
+
+namespace pyinterp::app {
+namespace {
+
+// The dispatch library limits names to 255 bytes and reserves "main".
+constexpr size_t k_max_interp_name = 255;
+
+// The dispatch library's name for a group's interpreter.
+std::string interpreter_name(const char* group) {
+    std::string name = std::strcmp(group, "main") == 0 ? std::string("group:main") : std::string(group);
+    if (name.size() > k_max_interp_name) {
+        char tail[24];
+        std::snprintf(tail, sizeof tail, "#%016llx",
+                      static_cast<unsigned long long>(stable_hash(name.data(), name.size())));
+        name = name.substr(0, 200) + tail;
+    }
+    return name;
+}
+
+// Counts a run as in flight for its lifetime.
+class counted {
+public:
+    explicit counted(std::atomic<int>& n) noexcept : n_(n) { n_.fetch_add(1, std::memory_order_relaxed); }
+    ~counted() { n_.fetch_sub(1, std::memory_order_relaxed); }
+    counted(const counted&) = delete;
+    counted& operator=(const counted&) = delete;
+
+private:
+    std::atomic<int>& n_;
+};
+
+}  // namespace
+
+// What one round in one interpreter came to.
+struct executor::round {
+    run_result result;
+    bool route = false;    // the fallback policy moves the application to main
+    bool abandon = false;  // and no application is left in the interpreter it leaves
+};
+
+pyinterp::view executor::place(const char* group) noexcept {
+    if (*group == '\0') return pyinterp::view::main();
+    int status = PYINTERP_OK;
+    // Most groups are their interpreter's name: found without building it.
+    if (std::strcmp(group, "main") != 0 && std::strlen(group) <= k_max_interp_name) {
+        if (pyinterp::view v = pyinterp::view::find(group, &status)) return v;
+    }
+    std::string name;
+    try {
+        name = interpreter_name(group);
+    } catch (...) {
+        return pyinterp::view();
+    }
+    pyinterp::view v = pyinterp::view::find(name.c_str(), &status);
+    if (v) return v;
+    v = pyinterp::view::create(name.c_str(), PYINTERP_GIL_SHARED, &status);
+    if (status == PYINTERP_ERR_EXISTS) v = pyinterp::view::find(name.c_str(), &status);  // lost a race
+    if (v && status == PYINTERP_OK)
+        app::log(opt_.log, level::info, "PYI0120: created interpreter '%s' (id %lld) for application group '%s'",
+                 v.name(), static_cast<long long>(v.id()), group);
+    else if (!v)
+        app::log(opt_.log, level::error, "PYI0121: cannot create the interpreter of application group '%s': %s",
+                 group, pyinterp_strerror(status));
+    return v;
+}
+
+bool executor::prepare(interp_state* st) noexcept {
+    if (st->ready) return true;
+    // No Python code runs between the check above and the flag below (only
+    // C calls that do not release the GIL, unless the host's setup does), so
+    // two threads do not both set an interpreter up.
+    if (opt_.setup_interpreter != nullptr && !opt_.setup_interpreter(st, opt_.setup_user)) return false;
+    st->ready = 1;
+    return true;
+}
+
+// One round: enter `v`, load, serve.  False when the entry was refused
+// (out->result says why); the GIL is held only inside.
+bool executor::run_in(const pyinterp::view& v, const request_target& t, const protocol& p, void* request,
+                      round* out) noexcept {
+    log_sink to{p.log != nullptr ? p.log : opt_.log.fn, p.log != nullptr ? request : opt_.log.user};
+    pyinterp::scoped_enter in(v);
+    if (!in) {
+        out->result = {run_result::cannot_enter, in.status()};
+        return false;
+    }
+    // From here to the end of the scope this thread holds the interpreter's GIL.
+    py::ref module = private_module();
+    interp_state* st = module ? state_of(module.get()) : nullptr;
+    if (st == nullptr || !prepare(st)) {
+        log_exception(to, "PYI0604: cannot prepare the interpreter");
+        out->result = {run_result::cannot_prepare, 0};
+        return true;
+    }
+    py::ref callable = load_application(st, t, opt_.log);
+    if (!callable && fallback_pending(st)) {
+        out->route = fallback_after_load(t, to, opt_.log);
+        // The interpreter the application leaves is ended when no other
+        // application lives in it, so routing does not leak it.
+        out->abandon = out->route && PyDict_Size(st->apps) == 0;
+        out->result = {run_result::refused, 0};
+        return true;
+    }
+    if (!callable) {
+        out->result = {run_result::load_failed, p.load_failed(t, request)};
+        return true;
+    }
+    application app{callable.get(), st, t.group, v.name(), v.id()};
+    out->result = {run_result::served, p.serve(app, t, request)};
+    return true;
+}
+
+void executor::end_abandoned(const pyinterp::view& v, const request_target& t, const log_sink& to) noexcept {
+    int end = v.end(opt_.abandon_end_timeout_ms);
+    if (end == PYINTERP_OK)
+        app::log(to, level::info,
+                 "PYI0214: ended interpreter '%s' of application group '%s': no application left in it", v.name(),
+                 t.group);
+    else if (end != PYINTERP_ERR_GONE)
+        app::log(to, level::warn, "PYI0215: cannot end interpreter '%s' of application group '%s' yet: %s",
+                 v.name(), t.group, pyinterp_strerror(end));
+}
+
+run_result executor::run(const request_target& t, const protocol& p, void* request) noexcept {
+    counted busy(in_flight_);
+    log_sink to{p.log != nullptr ? p.log : opt_.log.fn, p.log != nullptr ? request : opt_.log.user};
+    // An application once moved to the main interpreter (fallback.h) goes
+    // straight there.  At most two rounds: its group, then main.
+    request_target in_main = t;
+    in_main.group = "";
+    bool routed = fallback_routed(t.script, t.group);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        const request_target& here = routed ? in_main : t;
+        pyinterp::view v = place(here.group);
+        if (!v) return {run_result::no_interpreter, 0};
+        round r;
+        if (!run_in(v, here, p, request, &r)) {
+            // Lost a race with a request that moved this application to main
+            // and ended the interpreter it had left.
+            if (!routed && r.result.status == PYINTERP_ERR_GONE && fallback_routed(t.script, t.group)) {
+                routed = true;
+                continue;
+            }
+            app::log(to, level::error, "PYI0603: cannot enter application group '%s': %s", here.group,
+                     pyinterp_strerror(r.result.status));
+            return r.result;
+        }
+        if (!r.route) {
+            if (r.result.what == run_result::served && p.after_leave != nullptr) p.after_leave(r.result.status, request);
+            return r.result;
+        }
+        if (routed) break;  // already in main: cannot happen, but never loop
+        if (r.abandon) end_abandoned(v, here, to);
+        routed = true;
+    }
+    return {run_result::refused, 0};
+}
+
+}  // namespace pyinterp::app

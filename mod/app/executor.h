@@ -1,0 +1,131 @@
+// The executor: the one place where a request (or a PyInterpImportScript
+// preload) meets Python.  Given a request_target, it
+//
+//   1. places it: picks the interpreter of the target's group, creating it
+//      on first use (place());
+//   2. enters that interpreter on the calling thread through the dispatch
+//      library (a cached thread state per thread and interpreter);
+//   3. sets the interpreter up the first time (the host's setup hook);
+//   4. loads the application (app_cache.h), under the fallback policy;
+//   5. hands the already-loaded application to the protocol (serve);
+//   6. leaves the interpreter and lets the protocol finish without the GIL
+//      (after_leave);
+//
+// and, when the fallback policy routes the application to the main
+// interpreter, goes round once more in main, ending the interpreter it left
+// if no application is left in it.  No httpd here: the httpd module, `pyinterp
+// doctor` and the unit tests drive the same executor.
+//
+// Where later work plugs in:
+//   * own-GIL groups, interpreter pools (least busy first) and the
+//     own -> shared -> main placement: place() chooses the interpreter; a
+//     pool is a set of views for one group; the route to main is the last
+//     step of that fallback;
+//   * per-interpreter counters and the time spent waiting to enter: around
+//     the entry in run_in() (the wait is the scoped_enter);
+//   * in-flight requests whose stacks a watchdog reads, request timeouts that
+//     raise in a request's thread, clean stop: in_flight() counts what is
+//     inside Python now; a registry of the running jobs (thread, view, start
+//     time, target) belongs next to that counter.
+#pragma once
+
+#include <Python.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "interp_state.h"
+#include "log.h"
+#include "pyinterp/dispatch.hpp"
+#include "target.h"
+
+namespace pyinterp::app {
+
+// What the executor hands the protocol: an application that is loaded, and
+// where it runs.
+struct application {
+    PyObject* callable = nullptr;     // the application object (borrowed)
+    interp_state* state = nullptr;    // its interpreter's state
+    const char* group = "";           // the group it runs in ("" once routed to main)
+    const char* interpreter = "";     // the dispatch library's name of the interpreter
+    int64_t interpreter_id = 0;       // CPython's interpreter id (0: main)
+};
+
+// The protocol side of one run, as a function table (NGINX Unit hands its
+// language modules a loaded application the same way); `request` is the
+// protocol's own, passed back to every call.
+struct protocol {
+    const char* name;
+    // Inside the application's interpreter, its GIL held: serve the request
+    // with the loaded application.  Returns the status run() reports.
+    int (*serve)(const application& app, const request_target& t, void* request) noexcept;
+    // GIL held, with the load's exception set: report it (and clear it).
+    // Returns the status run() reports.
+    int (*load_failed)(const request_target& t, void* request) noexcept;
+    // After the interpreter was left, no GIL: finish what serve() left for
+    // then (the end of the response, say).  `status`: what serve returned.
+    // May be nullptr.
+    void (*after_leave)(int status, void* request) noexcept;
+    // Where messages about this request go (PYI0211, PYI0603...).  Any GIL
+    // state.  nullptr: the executor's own log.
+    log_fn log;
+};
+
+// Outcome of executor::run().
+struct run_result {
+    enum kind {
+        served,          // serve() ran: `status` is what it returned
+        load_failed,     // the application could not be loaded: `status` is what load_failed() returned
+        refused,         // the fallback policy refused the application (logged)
+        no_interpreter,  // the group's interpreter could not be created (logged)
+        cannot_enter,    // the interpreter refused the entry: `status` is the dispatch status (logged)
+        cannot_prepare,  // the interpreter could not be set up (logged)
+    };
+    kind what = served;
+    int status = 0;
+};
+
+struct executor_options {
+    log_sink log;  // process-wide messages: interpreters created, scripts loaded, routes
+    // GIL held, inside an interpreter the executor enters for the first time
+    // (the host's own setup: sys.stdout and sys.stderr, say).  False with an
+    // exception set.  May be nullptr.
+    bool (*setup_interpreter)(interp_state* st, void* user) noexcept = nullptr;
+    void* setup_user = nullptr;
+    // How long ending an interpreter left empty by a route to main waits
+    // for other requests still inside it (it refuses new entries meanwhile).
+    int abandon_end_timeout_ms = 2000;
+};
+
+class executor {
+public:
+    explicit executor(const executor_options& options) noexcept : opt_(options) {}
+    executor(const executor&) = delete;
+    executor& operator=(const executor&) = delete;
+
+    // Runs the protocol for `t` (see the top of this file).  Called with no
+    // GIL held, returns with none.  The Python runtime (dispatch library)
+    // must be initialised.
+    run_result run(const request_target& t, const protocol& p, void* request) noexcept;
+
+    // The interpreter of `group` ("" is main), created on first use.  Any
+    // GIL state.  An empty view on failure (logged).
+    pyinterp::view place(const char* group) noexcept;
+
+    // Runs inside Python now (between entering and leaving).  No GIL.
+    int in_flight() const noexcept { return in_flight_.load(std::memory_order_relaxed); }
+
+    const log_sink& log() const noexcept { return opt_.log; }
+
+private:
+    struct round;
+    bool run_in(const pyinterp::view& v, const request_target& t, const protocol& p, void* request,
+                round* out) noexcept;
+    bool prepare(interp_state* st) noexcept;
+    void end_abandoned(const pyinterp::view& v, const request_target& t, const log_sink& to) noexcept;
+
+    executor_options opt_;
+    std::atomic<int> in_flight_{0};
+};
+
+}  // namespace pyinterp::app

@@ -1,0 +1,57 @@
+// What one request (or one PyInterpImportScript) resolves to, before any
+// Python runs: which script, which callable, in which application group,
+// under which policies.  The host fills one request_target per request
+// (mod/config.cpp: resolve_target) and passes it by const reference to the
+// executor, which passes it on to the protocol.  A new per-request setting
+// is one field here, filled in one place.  No Python, no GIL.
+#pragma once
+
+namespace pyinterp::app {
+
+// PyInterpSubinterpreterFallback: what happens when an application loading
+// in a subinterpreter imports an extension module that cannot work there.
+enum class fallback_policy {
+    unset = 0,  // not configured at this level: inherit
+    route,      // load it into the main interpreter instead (the default)
+    refuse,     // fail the request and log which directive fixes it
+    allow,      // load it anyway, warn once
+};
+
+inline constexpr const char* k_default_callable = "application";
+inline constexpr bool k_default_script_reloading = true;
+inline constexpr fallback_policy k_default_fallback = fallback_policy::route;
+
+// One version of a script file, as the host found it (httpd's stat of the
+// request), so that script reloading need not stat it again.
+struct script_stamp {
+    long long mtime_us = 0;  // modification time, microseconds
+    long long size = 0;
+};
+
+struct request_target {
+    // What to run.
+    const char* script = nullptr;              // absolute path of the script file
+    const char* callable = k_default_callable;  // name of the application object in it
+    // Where: the application group; "" is %{GLOBAL}, the main interpreter.
+    const char* group = "";
+
+    // Policies.
+    bool script_reloading = k_default_script_reloading;  // reload the script when its file changed
+    bool has_stamp = false;                              // `stamp` holds the host's stat of `script`
+    script_stamp stamp;
+    fallback_policy fallback = k_default_fallback;  // never unset here
+    bool fallback_from_alias = false;               // set by subinterpreter-fallback= on the alias
+    const char* alias_url = nullptr;                // the matched PyInterpScriptAlias URL, for messages
+
+    // For the protocol; the executor does not look at them.
+    const char* script_name = nullptr;  // URL prefix that selected the script (SCRIPT_NAME)
+    const char* path_info = nullptr;    // rest of the URL path (PATH_INFO)
+    bool pass_authorization = false;    // PyInterpPassAuthorization
+};
+
+// "%{GLOBAL}" for the main interpreter's group, else the group's name.
+inline const char* shown_group(const char* group) noexcept {
+    return *group != '\0' ? group : "%{GLOBAL}";
+}
+
+}  // namespace pyinterp::app
