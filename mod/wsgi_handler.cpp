@@ -116,8 +116,10 @@ void close_result(wsgi_request* q, PyObject* result, py::ref* first) noexcept {
 int report(wsgi_request* q, py::ref exc, const app::request_target& t) noexcept {
     request_rec* r = q->r;
     if (q->client_gone) {
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "PYI0704: client went away during '%s'; the application's exception is dropped", t.script);
+        // When httpd answered a bad request body itself, PYI0403 said so.
+        if (q->input_answered == 0)
+            ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                          "PYI0704: client went away during '%s'; the application's exception is dropped", t.script);
         return OK;
     }
     if (q->headers_sent) response_unsend(q);  // nothing on its way yet: a clean 500

@@ -36,6 +36,30 @@ size_t available(const wsgi_request* q) noexcept {
     return q->input_buf.size() - q->input_pos;
 }
 
+// The read of the body failed.  Either the client went away, or httpd's
+// input filters found the body malformed (a bad chunk size, a missing CRLF)
+// or too large and answered the client themselves (ap_get_client_block
+// passes an error bucket, which sends a 400 or 413 at once): then nothing
+// more may be written to the response, and the log says so.  Sets the
+// exception.
+void read_failed(wsgi_request* q, int status_before) noexcept {
+    request_rec* r = q->r;
+    q->input_failed = true;
+    if (!r->connection->aborted && r->status != status_before && r->status >= 400) {
+        q->input_answered = r->status;
+        q->client_gone = true;  // the response is httpd's now
+        const char* what = r->status == HTTP_REQUEST_ENTITY_TOO_LARGE ? "too large" : "malformed";
+        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                      "PYI0403: the request body is %s (httpd answered %d) after %" APR_OFF_T_FMT " bytes", what,
+                      r->status, q->input_total);
+        PyErr_Format(PyExc_OSError, "the request body is %s (httpd answered HTTP %d)", what, r->status);
+        return;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "PYI0402: reading the request body failed after %" APR_OFF_T_FMT " bytes",
+                  q->input_total);
+    PyErr_SetString(PyExc_OSError, "reading the request body failed (client gone or timed out)");
+}
+
 // Reads body bytes from the client into dst: up to `want`, or, with
 // `until_full`, until `want` bytes or the end of the body.  Called with the
 // GIL held; releases it around the reads.  Returns the number of bytes read
@@ -63,6 +87,7 @@ long client_read(wsgi_request* q, char* dst, size_t want, bool until_full) noexc
     }
     size_t got = 0;
     long n = 0;
+    int status_before = r->status;
     Py_BEGIN_ALLOW_THREADS
     do {
         n = ap_get_client_block(r, dst + got, want - got);
@@ -71,11 +96,7 @@ long client_read(wsgi_request* q, char* dst, size_t want, bool until_full) noexc
     Py_END_ALLOW_THREADS
     q->input_total += apr_off_t(got);
     if (n < 0) {
-        q->input_failed = true;
-        ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
-                      "PYI0402: reading the request body failed after %" APR_OFF_T_FMT " bytes",
-                      q->input_total);
-        PyErr_SetString(PyExc_OSError, "reading the request body failed (client gone or timed out)");
+        read_failed(q, status_before);
         return -1;
     }
     if (n == 0) q->input_eof = true;

@@ -40,6 +40,7 @@ struct wsgi_request {
     bool input_started = false;  // ap_setup_client_block done
     bool input_eof = false;
     bool input_failed = false;
+    int input_answered = 0;      // httpd answered the client itself (400, 413) on a bad body
     std::string input_buf;       // read from the client, not yet consumed
     size_t input_pos = 0;        // consumed prefix of input_buf
     apr_off_t input_total = 0;   // bytes read from the client

@@ -156,7 +156,16 @@ void response_release_held(wsgi_request* q) noexcept {
 send_status response_send_file(wsgi_request* q, int fd, apr_off_t offset, apr_off_t length) noexcept {
     if (q->client_gone) return send_status::client_gone;
     if (length <= 0) return send_status::ok;
-    if (!q->headers_sent && !apply_headers(q)) return send_status::error;
+    if (!q->headers_sent) {
+        if (!apply_headers(q)) return send_status::error;
+        // The whole body is this file: without a Content-Length from the
+        // application, the file's says how long it is (as the reference
+        // server does), instead of a close-delimited or chunked body.
+        if (q->content_length < 0) {
+            ap_set_content_length(q->r, length);
+            q->content_length = length;
+        }
+    }
     length = allowed(q, length);
     if (length <= 0) return send_status::ok;
     request_rec* r = q->r;

@@ -42,7 +42,9 @@ send_status response_hold(wsgi_request* q, PyObject* bytes) noexcept;
 void response_release_held(wsgi_request* q) noexcept;
 
 // Sends `length` bytes of the regular file `fd` from `offset` as a file
-// bucket (httpd may use sendfile or mmap).  The descriptor is duplicated,
+// bucket (httpd may use sendfile or mmap).  When it opens the response (no
+// body sent yet) and the application declared no Content-Length, the
+// response gets Content-Length: `length`.  The descriptor is duplicated,
 // the caller keeps `fd`.  Returns error with an OSError set if it could not
 // be duplicated.
 send_status response_send_file(wsgi_request* q, int fd, apr_off_t offset, apr_off_t length) noexcept;

@@ -126,12 +126,28 @@ PyObject* checked_headers(PyObject* headers) noexcept {
     return PyList_GetSlice(headers, 0, PyList_GET_SIZE(headers));
 }
 
-// Re-raises exc_info = (type, value, traceback).
-PyObject* reraise(PyObject* exc_info) noexcept {
-    if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
-        PyErr_SetString(PyExc_TypeError, "exc_info must be a (type, value, traceback) tuple");
-        return nullptr;
+// exc_info must be what sys.exc_info() returns inside an except block:
+// (exception class, its instance, traceback or None).  False with a
+// TypeError set otherwise, whether or not the headers went out.
+bool check_exc_info(PyObject* exc_info) noexcept {
+    bool ok = PyTuple_Check(exc_info) && PyTuple_GET_SIZE(exc_info) == 3;
+    if (ok) {
+        PyObject* type = PyTuple_GET_ITEM(exc_info, 0);
+        PyObject* value = PyTuple_GET_ITEM(exc_info, 1);
+        PyObject* tb = PyTuple_GET_ITEM(exc_info, 2);
+        ok = PyExceptionClass_Check(type) && PyObject_TypeCheck(value, reinterpret_cast<PyTypeObject*>(type)) &&
+             (tb == Py_None || PyTraceBack_Check(tb));
     }
+    if (!ok)
+        PyErr_Format(PyExc_TypeError,
+                     "exc_info must be None or a (type, value, traceback) tuple as sys.exc_info() returns "
+                     "in an except block, not %R",
+                     exc_info);
+    return ok;
+}
+
+// Re-raises exc_info = (type, value, traceback), checked by check_exc_info.
+PyObject* reraise(PyObject* exc_info) noexcept {
     PyObject* type = PyTuple_GET_ITEM(exc_info, 0);
     PyObject* value = PyTuple_GET_ITEM(exc_info, 1);
     PyObject* tb = PyTuple_GET_ITEM(exc_info, 2);
@@ -152,6 +168,7 @@ PyObject* py_start_response_call(PyObject* self, PyObject* args, PyObject* kwarg
     wsgi_request* q = request_of(self, "start_response()");
     if (q == nullptr) return nullptr;
     if (exc_info != Py_None) {
+        if (!check_exc_info(exc_info)) return nullptr;
         if (q->headers_sent) return reraise(exc_info);
     } else if (q->status != nullptr) {
         PyErr_SetString(PyExc_AssertionError,

@@ -181,3 +181,25 @@ def test_client_stops_sending(server, log_allow):
     time.sleep(0.3)
     d = post(server, "read", b"still serving")
     assert d["parts"][0] == "still serving"
+
+
+@pytest.mark.parametrize("body", [b"zz\r\nhello\r\n0\r\n\r\n", b"5\r\nhelloXX0\r\n\r\n"],
+                         ids=["bad-size", "missing-crlf"])
+def test_malformed_chunked_body_gets_httpds_400_alone(server, body, log_allow):
+    # httpd's chunk filter answers 400 when wsgi.input reads a malformed
+    # chunked body; the application's exception from read() must not add a
+    # 500 page to that response, and the log says why the read failed.
+    log_allow(r"PYI0403: ")
+    start = server.settle_log()
+    with server.connect() as c:
+        c.send_request("POST", "/in/read", [("Transfer-Encoding", "chunked")])
+        c.send(body)
+        r = c.read_response()
+        assert r.status == 400, r
+        assert b"500" not in r.body and b"Internal Server Error" not in r.body, r.body
+        # Nothing follows the 400 on the connection.
+        assert c.closed_by_server(wait=3.0)
+        assert c.buf == b""
+    assert server.wait_for_log(r"PYI0403: .*malformed", start)
+    log = server.log_text(start, server.settle_log())
+    assert "PYI0402" not in log and "PYI0702" not in log and "PYI0704" not in log

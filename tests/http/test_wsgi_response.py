@@ -86,6 +86,14 @@ def test_exc_info_after_headers_propagated_cuts_connection(server, log_allow):
     assert server.wait_for_log(r"pyinterp-test-exc-info-propagated", 0)
 
 
+@pytest.mark.parametrize("kind", ["str", "nones", "short", "mismatch"])
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_exc_info_that_is_not_an_exc_info_tuple_raises(server, kind, when):
+    r = server.get("/sr/exc-info-invalid?kind=%s&when=%s" % (kind, when))
+    assert r.status == 200 and r.complete
+    assert r.body == (b"partial;" if when == "after" else b"") + b"raised TypeError"
+
+
 def test_second_start_response_without_exc_info_raises(server):
     r = server.get("/sr/second-call")
     assert r.status == 200
@@ -334,6 +342,21 @@ def test_file_wrapper_short_content_length(server, data_file, log_allow):
         # Truncated, not corrupted: the next response on the connection is clean.
         if not c.closed_by_server(wait=0.3):
             assert c.request("GET", "/sr/ok").body == b"hello"
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+@pytest.mark.parametrize("offset", [0, 1000])
+def test_file_wrapper_without_content_length_gets_the_files(server, data_file, version, offset):
+    # No Content-Length from the application: the file's size from its
+    # position, not a chunked (1.1) or close-delimited (1.0) body.
+    size = data_file.stat().st_size - offset
+    with server.connect() as c:
+        c.send_request("GET", "/fw/offset?path=%s&offset=%d" % (data_file, offset), version=version)
+        r = c.read_response()
+        assert r.status == 200 and r.complete
+        assert r.header("Content-Length") == str(size)
+        assert r.header("Transfer-Encoding") is None
+        assert r.body == data_file.read_bytes()[offset:]
 
 
 def test_file_wrapper_file_like_without_fileno(server):

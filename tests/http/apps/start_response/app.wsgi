@@ -55,6 +55,35 @@ def exc_info_after_propagates(environ, start_response):
     return [b"not-reraised"]
 
 
+BAD_EXC_INFO = {
+    "str": "bogus",
+    "nones": (None, None, None),  # sys.exc_info() outside an except block
+    "short": (KeyError, KeyError("x")),
+    "mismatch": (KeyError, ValueError("x"), None),
+}
+
+
+def exc_info_invalid(environ, start_response):
+    # exc_info that is not None and not a (type, value, traceback) tuple
+    # raises TypeError at once, before the headers went out or after.
+    q = apptest.query(environ)
+    after = q.get("when") == "after"
+    if after:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"partial;")
+    try:
+        start_response("500 Replaced", [("Content-Type", "text/plain")], BAD_EXC_INFO[q["kind"]])
+    except TypeError:
+        outcome = b"raised TypeError"
+    except BaseException as e:  # noqa: B902 -- whatever else it did is the failure
+        outcome = ("raised " + type(e).__name__).encode()
+    else:
+        outcome = b"accepted"
+    if not after:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+    return [outcome]
+
+
 def second_call(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     try:
@@ -105,7 +134,7 @@ def blocks(environ, start_response):
 
 
 ROUTES = {f.__name__.replace("_", "-"): f for f in [
-    ok, status, exc_info_before, exc_info_after, exc_info_after_propagates, second_call, head,
+    ok, status, exc_info_before, exc_info_after, exc_info_after_propagates, exc_info_invalid, second_call, head,
     empty, no_content, generator, blocks]}
 
 
