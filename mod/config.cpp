@@ -266,8 +266,9 @@ void* merge_dir_config(apr_pool_t* p, void* base_v, void* add_v) noexcept {
 
 void* create_server_config(apr_pool_t* p, server_rec*) noexcept {
     auto* sc = pool_new<server_config>(p);
-    sc->aliases = apr_array_make(p, 4, sizeof(const script_alias*));
-    sc->imports = apr_array_make(p, 2, sizeof(const import_script*));
+    // Arrays of pointers: the element size is a pointer's.
+    sc->aliases = apr_array_make(p, 4, sizeof(const script_alias*));   // NOLINT(bugprone-sizeof-expression)
+    sc->imports = apr_array_make(p, 2, sizeof(const import_script*));  // NOLINT(bugprone-sizeof-expression)
     return sc;
 }
 

@@ -55,10 +55,10 @@ int preload_serve(const app::application&, const app::request_target&, void*) no
 }
 
 int preload_failed(const app::request_target& t, void*) noexcept {
-    log_python_exception(nullptr, g_server,
-                         apr_psprintf(g_server->process->pconf,
-                                      "PYI0104: PyInterpImportScript '%s' failed in application group '%s'", t.script,
-                                      app::shown_group(t.group)));
+    log_python_exception(
+        nullptr, g_server,
+        apr_psprintf(g_server->process->pconf, "PYI0104: PyInterpImportScript '%s' failed in application group '%s'",
+                     t.script, app::shown_group(t.group)));
     return HTTP_INTERNAL_SERVER_ERROR;
 }
 
@@ -78,8 +78,8 @@ void preload(app::executor& ex, const import_script& imp, apr_pool_t* p) noexcep
     preload_call call{&imp};
     app::run_result res = ex.run(t, preload_protocol, &call);
     if (res.what == app::run_result::cannot_enter)
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, g_server, "PYI0103: cannot enter application group '%s': %s",
-                     t.group, pyinterp_strerror(res.status));
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, g_server, "PYI0103: cannot enter application group '%s': %s", t.group,
+                     pyinterp_strerror(res.status));
 }
 
 // Python finalization with a watchdog: if Python's own shutdown hangs (an

@@ -17,9 +17,9 @@ APLOG_USE_MODULE(pyinterp);
 namespace pyinterp::mod {
 namespace {
 
-constexpr size_t k_read_chunk = 64 * 1024;
-constexpr size_t k_line_chunk = 8 * 1024;
-constexpr size_t k_direct_max = 1024 * 1024;
+constexpr size_t k_read_chunk = size_t{64} * 1024;
+constexpr size_t k_line_chunk = size_t{8} * 1024;
+constexpr size_t k_direct_max = size_t{1024} * 1024;
 
 struct input_object {
     PyObject_HEAD

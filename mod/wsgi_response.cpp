@@ -123,8 +123,8 @@ send_status response_write(wsgi_request* q, const char* data, size_t n, bool flu
 }
 
 send_status response_hold(wsgi_request* q, PyObject* bytes) noexcept {
-    constexpr apr_off_t k_hold_max = 256 * 1024;
-    constexpr apr_off_t k_copy_below = 8 * 1024;
+    constexpr apr_off_t k_hold_max = apr_off_t{256} * 1024;
+    constexpr apr_off_t k_copy_below = apr_off_t{8} * 1024;
     if (q->client_gone) return send_status::client_gone;
     size_t n = size_t(PyBytes_GET_SIZE(bytes));
     if (n == 0) return send_status::ok;

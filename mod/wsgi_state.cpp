@@ -30,8 +30,7 @@ int init_state(PyObject* module, app::interp_state* base) noexcept {
     st->start_response_type = st->log_type ? make_type(module, &start_response_type_spec) : nullptr;
     st->file_wrapper_type = st->start_response_type ? make_type(module, &file_wrapper_type_spec) : nullptr;
     if (st->file_wrapper_type == nullptr) return -1;
-    if (PyModule_AddObjectRef(module, "FileWrapper", reinterpret_cast<PyObject*>(st->file_wrapper_type)) < 0)
-        return -1;
+    if (PyModule_AddObjectRef(module, "FileWrapper", reinterpret_cast<PyObject*>(st->file_wrapper_type)) < 0) return -1;
     st->wsgi_version = Py_BuildValue("(ii)", 1, 0);
     st->str_close = PyUnicode_InternFromString("close");
     st->environ_keys = new (std::nothrow) app::str_cache(app::str_cache::latin1);

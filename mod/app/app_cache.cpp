@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <utility>
 
 #include "fallback.h"
 #include "interp_state.h"
@@ -46,19 +47,24 @@ PyObject* cached_module(interp_state* st, PyObject* key, const script_stamp* wan
     return PyTuple_GET_ITEM(entry, 0);
 }
 
-// Executes the script at `path` (a str) under the fallback hook.  The
-// module, or an empty ref with the script's exception set; *findings
-// receives the hook's findings (an empty ref when the hook failed, with its
-// exception set), *loaded, if not nullptr, every extension module loaded.
-py::ref exec_under_hook(interp_state* st, PyObject* path, bool strict, py::ref* findings, py::ref* loaded) noexcept {
-    if (!fallback_install(st) || !fallback_begin(st, strict)) return {};
-    py::ref module = exec_script(path);
-    if (loaded != nullptr) {
+// What running a script under the fallback hook gave.
+struct hooked_run {
+    py::ref module;    // the module, or empty with the script's exception set
+    py::ref findings;  // the hook's findings; empty when the hook failed (its exception set)
+    py::ref loaded;    // every extension module loaded (when asked for)
+};
+
+// Executes the script at `path` (a str) under the fallback hook.
+hooked_run exec_under_hook(interp_state* st, PyObject* path, bool strict, bool want_loaded) noexcept {
+    hooked_run out;
+    if (!fallback_install(st) || !fallback_begin(st, strict)) return out;
+    out.module = exec_script(path);
+    if (want_loaded) {
         py::saved_exception pending;
-        *loaded = fallback_loaded(st);
+        out.loaded = fallback_loaded(st);
     }
-    *findings = fallback_end(st);
-    return module;
+    out.findings = fallback_end(st);
+    return out;
 }
 
 // Keeps the fresh module in the cache; logs the load.  False with an
@@ -81,8 +87,9 @@ py::ref load_locked(interp_state* st, const request_target& t, PyObject* key, co
     bool had = cached_module(st, key, nullptr) != nullptr;
     if (PyObject* m = cached_module(st, key, t.script_reloading ? &stamp : nullptr)) return py::ref::borrow(m);
     if (PyErr_Occurred()) return {};
-    py::ref findings;
-    py::ref module = exec_under_hook(st, key, t.fallback != fallback_policy::allow, &findings, nullptr);
+    hooked_run run = exec_under_hook(st, key, t.fallback != fallback_policy::allow, false);
+    py::ref module = std::move(run.module);
+    py::ref findings = std::move(run.findings);
     if (!findings) return {};
     if (PyList_GET_SIZE(findings.get()) > 0) {
         if (t.fallback != fallback_policy::allow) {
@@ -143,11 +150,13 @@ py::ref load_application(interp_state* st, const request_target& t, const log_si
 bool probe_application(interp_state* st, const request_target& t, probe_result* out) noexcept {
     py::ref path = py::ref::steal(PyUnicode_DecodeFSDefault(t.script));
     if (!path) return false;
-    py::ref module = exec_under_hook(st, path.get(), false, &out->findings, &out->loaded);
+    hooked_run run = exec_under_hook(st, path.get(), false, true);
+    out->findings = std::move(run.findings);
+    out->loaded = std::move(run.loaded);
     if (!out->findings || !out->loaded) return false;
-    if (module) {
-        callable_of(st, module.get(), t);  // sets the exception when it is missing
-        forget_script(path.get(), module.get());
+    if (run.module) {
+        callable_of(st, run.module.get(), t);  // sets the exception when it is missing
+        forget_script(path.get(), run.module.get());
     }
     out->error = py::take_exception();
     return true;

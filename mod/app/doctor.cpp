@@ -137,11 +137,16 @@ int usage() {
 // False on a bad command line.
 bool parse_args(int argc, char** argv, options* o) {
     for (int i = 1; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--python-path") == 0 && i + 1 < argc) o->python_path = argv[++i];
-        else if (std::strcmp(argv[i], "--callable") == 0 && i + 1 < argc) o->callable = argv[++i];
-        else if (argv[i][0] == '-') return false;
-        else if (o->script == nullptr) o->script = argv[i];
-        else return false;
+        bool has_value = i + 1 < argc;
+        if (std::strcmp(argv[i], "--python-path") == 0 && has_value) {
+            o->python_path = argv[++i];
+        } else if (std::strcmp(argv[i], "--callable") == 0 && has_value) {
+            o->callable = argv[++i];
+        } else if (argv[i][0] == '-' || o->script != nullptr) {
+            return false;  // an unknown option, or a second script
+        } else {
+            o->script = argv[i];
+        }
     }
     return o->script != nullptr;
 }
@@ -181,18 +186,19 @@ void print_extensions(const run_result& shared, bool own_checked, const run_resu
 int print_verdict(const run_result& shared, bool own_checked, const run_result& own) {
     if (!shared.ran) return 2;
     if (!shared.needs.empty()) {
-        std::printf("verdict: needs the main interpreter: serve it with application-group=%%{GLOBAL} "
-                    "(PyInterpSubinterpreterFallback route does so automatically)\n");
+        std::printf(
+            "verdict: needs the main interpreter: serve it with application-group=%%{GLOBAL} "
+            "(PyInterpSubinterpreterFallback route does so automatically)\n");
         return 1;
     }
     if (!shared.script_error.empty()) {
         std::printf("error: the script failed to load: %s\n", shared.script_error.c_str());
         return 2;
     }
-    std::printf("verdict: can run isolated in a subinterpreter%s\n",
-                !own_checked               ? ""
-                : own.script_error.empty() ? " (also with its own GIL)"
-                                           : " (not with its own GIL)");
+    std::printf("verdict: can run isolated in a subinterpreter%s\n", !own_checked ? ""
+                                                                     : own.script_error.empty()
+                                                                         ? " (also with its own GIL)"
+                                                                         : " (not with its own GIL)");
     return 0;
 }
 
@@ -222,8 +228,8 @@ int main(int argc, char** argv) {
     run_result shared = run_in("doctor-subinterpreter", PYINTERP_GIL_SHARED, o);
     // Own GIL: only worth it (and only safe) when the script loads in a
     // shared-GIL subinterpreter without needing main.
-    bool own_checked = pyinterp_supports_own_gil() != 0 && shared.ran && shared.needs.empty() &&
-                       shared.script_error.empty();
+    bool own_checked =
+        pyinterp_supports_own_gil() != 0 && shared.ran && shared.needs.empty() && shared.script_error.empty();
     run_result own;
     if (own_checked) own = run_in("doctor-own-gil", PYINTERP_GIL_OWN, o);
     std::printf("pyinterp doctor: %s (Python %d.%d)\n", o.script, PY_MAJOR_VERSION, PY_MINOR_VERSION);

@@ -41,8 +41,7 @@ elf_answer scan(const mapped_file& f, const std::string& symbol) {
         if (!read_at(f, eh.e_shoff + uint64_t(i) * sizeof(Shdr), &sh)) return elf_answer::unreadable;
         if (sh.sh_type != SHT_DYNSYM || sh.sh_entsize != sizeof(Sym)) continue;
         Shdr strtab;
-        if (sh.sh_link >= eh.e_shnum ||
-            !read_at(f, eh.e_shoff + uint64_t(sh.sh_link) * sizeof(Shdr), &strtab) ||
+        if (sh.sh_link >= eh.e_shnum || !read_at(f, eh.e_shoff + uint64_t(sh.sh_link) * sizeof(Shdr), &strtab) ||
             strtab.sh_offset > f.size || f.size - strtab.sh_offset < strtab.sh_size)
             return elf_answer::unreadable;
         const char* names = reinterpret_cast<const char*>(f.data + strtab.sh_offset);

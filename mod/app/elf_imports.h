@@ -9,9 +9,9 @@
 namespace pyinterp::app {
 
 enum class elf_answer {
-    imports,      // the symbol is an undefined (imported) dynamic symbol
-    not_imported, // a readable ELF shared object without that import
-    unreadable    // not a file, not ELF, truncated, or not 64/32-bit little/big endian we parse
+    imports,       // the symbol is an undefined (imported) dynamic symbol
+    not_imported,  // a readable ELF shared object without that import
+    unreadable     // not a file, not ELF, truncated, or not 64/32-bit little/big endian we parse
 };
 
 // Does the ELF file at `path` import `symbol` dynamically?  Thread-safe;

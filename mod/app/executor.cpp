@@ -70,8 +70,8 @@ pyinterp::view executor::place(const char* group) noexcept {
         app::log(opt_.log, level::info, "PYI0120: created interpreter '%s' (id %lld) for application group '%s'",
                  v.name(), static_cast<long long>(v.id()), group);
     else if (!v)
-        app::log(opt_.log, level::error, "PYI0121: cannot create the interpreter of application group '%s': %s",
-                 group, pyinterp_strerror(status));
+        app::log(opt_.log, level::error, "PYI0121: cannot create the interpreter of application group '%s': %s", group,
+                 pyinterp_strerror(status));
     return v;
 }
 
@@ -128,8 +128,8 @@ void executor::end_abandoned(const pyinterp::view& v, const request_target& t, c
                  "PYI0214: ended interpreter '%s' of application group '%s': no application left in it", v.name(),
                  t.group);
     else if (end != PYINTERP_ERR_GONE)
-        app::log(to, level::warn, "PYI0215: cannot end interpreter '%s' of application group '%s' yet: %s",
-                 v.name(), t.group, pyinterp_strerror(end));
+        app::log(to, level::warn, "PYI0215: cannot end interpreter '%s' of application group '%s' yet: %s", v.name(),
+                 t.group, pyinterp_strerror(end));
 }
 
 run_result executor::run(const request_target& t, const protocol& p, void* request) noexcept {
@@ -157,7 +157,8 @@ run_result executor::run(const request_target& t, const protocol& p, void* reque
             return r.result;
         }
         if (!r.route) {
-            if (r.result.what == run_result::served && p.after_leave != nullptr) p.after_leave(r.result.status, request);
+            if (r.result.what == run_result::served && p.after_leave != nullptr)
+                p.after_leave(r.result.status, request);
             return r.result;
         }
         if (routed) break;  // already in main: cannot happen, but never loop

@@ -44,11 +44,11 @@ namespace pyinterp::app {
 // What the executor hands the protocol: an application that is loaded, and
 // where it runs.
 struct application {
-    PyObject* callable = nullptr;     // the application object (borrowed)
-    interp_state* state = nullptr;    // its interpreter's state
-    const char* group = "";           // the group it runs in ("" once routed to main)
-    const char* interpreter = "";     // the dispatch library's name of the interpreter
-    int64_t interpreter_id = 0;       // CPython's interpreter id (0: main)
+    PyObject* callable = nullptr;   // the application object (borrowed)
+    interp_state* state = nullptr;  // its interpreter's state
+    const char* group = "";         // the group it runs in ("" once routed to main)
+    const char* interpreter = "";   // the dispatch library's name of the interpreter
+    int64_t interpreter_id = 0;     // CPython's interpreter id (0: main)
 };
 
 // The protocol side of one run, as a function table (NGINX Unit hands its

@@ -58,18 +58,19 @@ std::string take_reason() {
     py::ref exc = py::take_exception();
     py::ref args = py::ref::steal(exc ? PyObject_GetAttrString(exc.get(), "args") : nullptr);
     PyObject* findings = nullptr;  // borrowed from args
-    if (args && PyTuple_Check(args.get()) && PyTuple_GET_SIZE(args.get()) > 0) findings = PyTuple_GET_ITEM(args.get(), 0);
+    if (args && PyTuple_Check(args.get()) && PyTuple_GET_SIZE(args.get()) > 0)
+        findings = PyTuple_GET_ITEM(args.get(), 0);
     std::string why = describe(findings);
     PyErr_Clear();
     return why;
 }
 
 void log_refused(const request_target& t, const log_sink& request_log, const std::string& why) {
-    std::string where =
-        t.alias_url != nullptr
-            ? std::string("add application-group=%{GLOBAL} to its 'PyInterpScriptAlias ") +
-                  (*t.alias_url ? t.alias_url : "/") + "' (or set PyInterpApplicationGroup %{GLOBAL} for it)"
-            : std::string("set 'PyInterpApplicationGroup %{GLOBAL}' for it");
+    std::string where = t.alias_url != nullptr
+                            ? std::string("add application-group=%{GLOBAL} to its 'PyInterpScriptAlias ") +
+                                  (*t.alias_url ? t.alias_url : "/") +
+                                  "' (or set PyInterpApplicationGroup %{GLOBAL} for it)"
+                            : std::string("set 'PyInterpApplicationGroup %{GLOBAL}' for it");
     const char* other = t.fallback_from_alias
                             ? "or change subinterpreter-fallback=refuse to route on that PyInterpScriptAlias"
                             : "or set 'PyInterpSubinterpreterFallback route'";
@@ -77,8 +78,8 @@ void log_refused(const request_target& t, const log_sink& request_log, const std
         "PYI0211: application '%s' refused in application group '%s' by %s: %s. It needs the main "
         "interpreter; to fix: %s, %s",
         t.script, shown_group(t.group),
-        t.fallback_from_alias ? "subinterpreter-fallback=refuse" : "PyInterpSubinterpreterFallback refuse",
-        why.c_str(), where.c_str(), other);
+        t.fallback_from_alias ? "subinterpreter-fallback=refuse" : "PyInterpSubinterpreterFallback refuse", why.c_str(),
+        where.c_str(), other);
 }
 
 // Records the route; true the first time for (script, group).  *others

@@ -23,8 +23,7 @@ PyObject* py_elf_imports(PyObject*, PyObject* args) {
     try {
         std::string sym(symbol);
         // Reading a cold .so from disk: let other threads run meanwhile.
-        Py_BEGIN_ALLOW_THREADS
-        a = elf_imports_symbol(path, sym);
+        Py_BEGIN_ALLOW_THREADS a = elf_imports_symbol(path, sym);
         Py_END_ALLOW_THREADS
     } catch (...) {
         return PyErr_NoMemory();

@@ -35,7 +35,8 @@ int traverse_module(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->load_lock);
     Py_VISIT(st->fallback_hook);
     Py_VISIT(st->needs_main);
-    if (g_protocol_ops != nullptr && g_protocol_ops->traverse != nullptr) return g_protocol_ops->traverse(st, visit, arg);
+    if (g_protocol_ops != nullptr && g_protocol_ops->traverse != nullptr)
+        return g_protocol_ops->traverse(st, visit, arg);
     return 0;
 }
 
@@ -72,6 +73,8 @@ PyModuleDef_Slot module_slots[] = {
     {0, nullptr},
 };
 
+// One field a line, as CPython's documentation lists them.
+// clang-format off
 PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     k_private_module,
@@ -83,6 +86,7 @@ PyModuleDef module_def = {
     clear_module,
     free_module,
 };
+// clang-format on
 
 PyObject* init_private_module() {
     return PyModuleDef_Init(&module_def);

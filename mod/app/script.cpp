@@ -41,8 +41,7 @@ uint64_t stable_hash(const char* s, size_t n) noexcept {
 }
 
 script_module_name::script_module_name(const char* path, size_t n) noexcept {
-    std::snprintf(text, sizeof text, "_pyinterp_script_%016llx",
-                  static_cast<unsigned long long>(stable_hash(path, n)));
+    std::snprintf(text, sizeof text, "_pyinterp_script_%016llx", static_cast<unsigned long long>(stable_hash(path, n)));
 }
 
 py::ref exec_script(PyObject* path) noexcept {
@@ -50,8 +49,8 @@ py::ref exec_script(PyObject* path) noexcept {
     if (!module_name_of(path, &name)) return {};
     py::ref source = read_source(path);
     if (!source) return {};
-    py::ref code = py::ref::steal(Py_CompileStringObject(PyBytes_AS_STRING(source.get()), path, Py_file_input,
-                                                         nullptr, -1));
+    py::ref code =
+        py::ref::steal(Py_CompileStringObject(PyBytes_AS_STRING(source.get()), path, Py_file_input, nullptr, -1));
     if (!code) return {};
     py::ref module = py::ref::steal(PyModule_New(name.c_str()));
     PyObject* dict = module ? PyModule_GetDict(module.get()) : nullptr;  // borrowed

@@ -30,7 +30,7 @@ struct script_stamp {
 
 struct request_target {
     // What to run.
-    const char* script = nullptr;              // absolute path of the script file
+    const char* script = nullptr;               // absolute path of the script file
     const char* callable = k_default_callable;  // name of the application object in it
     // Where: the application group; "" is %{GLOBAL}, the main interpreter.
     const char* group = "";

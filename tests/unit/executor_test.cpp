@@ -31,7 +31,8 @@ int test_serve(const app::application& a, const app::request_target&, void* requ
     s->interpreter_id = a.interpreter_id;
     s->in_flight_inside = s->ex->in_flight();
     pyinterp::py::ref env = pyinterp::py::ref::steal(PyDict_New());
-    pyinterp::py::ref result = pyinterp::py::ref::steal(PyObject_CallFunctionObjArgs(a.callable, env.get(), Py_None, nullptr));
+    pyinterp::py::ref result =
+        pyinterp::py::ref::steal(PyObject_CallFunctionObjArgs(a.callable, env.get(), Py_None, nullptr));
     pyinterp::py::ref empty = pyinterp::py::ref::steal(PyBytes_FromString(""));
     pyinterp::py::ref body = pyinterp::py::ref::steal(result ? _PyBytes_Join(empty.get(), result.get()) : nullptr);
     if (!body) {
@@ -167,9 +168,10 @@ TEST_F(Executor, RefuseLogsTheDirectiveAndServesNothing) {
     EXPECT_EQ(r.what, app::run_result::refused);
     EXPECT_EQ(s_.served, 0);
     EXPECT_EQ(s_.after_leave, 0);
-    EXPECT_EQ(apptest::count("PYI0211: application '" + script +
-                             "' refused in application group 'refusing-group' by PyInterpSubinterpreterFallback refuse"),
-              1);
+    EXPECT_EQ(
+        apptest::count("PYI0211: application '" + script +
+                       "' refused in application group 'refusing-group' by PyInterpSubinterpreterFallback refuse"),
+        1);
     EXPECT_EQ(apptest::count("set 'PyInterpApplicationGroup %{GLOBAL}' for it"), 1);
     EXPECT_EQ(pyinterp::view::find("refusing-group").end(), PYINTERP_OK);
 }
@@ -180,7 +182,8 @@ TEST_F(Executor, AllowLoadsInTheSubinterpreterAndWarnsOnce) {
     run(script, "allowing-group", app::fallback_policy::allow);
     EXPECT_EQ(s_.served, 2);
     EXPECT_EQ(s_.interpreter, "allowing-group");
-    EXPECT_EQ(apptest::count("PYI0212: application '" + script + "' loaded in subinterpreter group 'allowing-group'"), 1);
+    EXPECT_EQ(apptest::count("PYI0212: application '" + script + "' loaded in subinterpreter group 'allowing-group'"),
+              1);
     EXPECT_EQ(pyinterp::view::find("allowing-group").end(), PYINTERP_OK);
 }
 

@@ -48,7 +48,8 @@ probe_run probe(const char* name, const std::string& script, const char* callabl
 }
 
 TEST(Fallback, AnExtensionImportingPyGILStateEnsureNeedsMain) {
-    probe_run r = probe("probe-gilstate", apptest::write_script("app.wsgi", "import gilstate_ext\napplication = len\n"));
+    probe_run r =
+        probe("probe-gilstate", apptest::write_script("app.wsgi", "import gilstate_ext\napplication = len\n"));
     EXPECT_EQ(r.error, "");
     EXPECT_NE(r.loaded.find("'gilstate_ext'"), std::string::npos) << r.loaded;
     EXPECT_NE(r.findings.find("'gilstate_ext'"), std::string::npos) << r.findings;
@@ -69,16 +70,14 @@ TEST(Fallback, ASubInterpreterWarningIsAFinding) {
                                               "warnings.warn('demo was imported from a Python sub-interpreter but "
                                               "demo does not properly support sub-interpreters')\n"
                                               "application = len\n"));
-    EXPECT_NE(r.findings.find("it warns that it does not support sub-interpreters"), std::string::npos)
-        << r.findings;
+    EXPECT_NE(r.findings.find("it warns that it does not support sub-interpreters"), std::string::npos) << r.findings;
 }
 
 TEST(Fallback, TheScriptsErrorsAreReportedNotRaised) {
     std::string script = apptest::write_script("app.wsgi", "application = len\n");
     EXPECT_EQ(probe("probe-callable", script, "missing").error,
               "AttributeError: script '" + script + "' defines no 'missing' (the WSGI callable)");
-    EXPECT_EQ(probe("probe-raise", apptest::write_script("app.wsgi", "raise KeyError('k')\n")).error,
-              "KeyError: 'k'");
+    EXPECT_EQ(probe("probe-raise", apptest::write_script("app.wsgi", "raise KeyError('k')\n")).error, "KeyError: 'k'");
 }
 
 }  // namespace
