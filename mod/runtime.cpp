@@ -46,10 +46,6 @@ bool setup_interpreter(app::interp_state* st, void* server) noexcept {
 
 // PyInterpImportScript through the executor: nothing to serve once the
 // application is loaded; a failed load is logged against the server.
-struct preload_call {
-    const import_script* imp;
-};
-
 int preload_serve(const app::application&, const app::request_target&, void*) noexcept {
     return OK;
 }
@@ -75,8 +71,7 @@ void preload(app::executor& ex, const import_script& imp, apr_pool_t* p) noexcep
     apply_import_settings(imp, &t);
     t.group = group_for_server(imp.server, imp.group, p);
     if (t.group == nullptr) return;
-    preload_call call{&imp};
-    app::run_result res = ex.run(t, preload_protocol, &call);
+    app::run_result res = ex.run(t, preload_protocol, nullptr);
     if (res.what == app::run_result::cannot_enter)
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, g_server, "PYI0103: cannot enter application group '%s': %s", t.group,
                      pyinterp_strerror(res.status));
