@@ -46,9 +46,8 @@ bool send_wrapped_file(wsgi_request* q, PyObject* filelike, send_status* out) no
     apr_off_t offset = -1;
     if (PyObject_HasAttrString(filelike, "tell")) {
         // The logical position of a buffered Python file, not the fd's.
-        PyObject* pos = PyObject_CallMethod(filelike, "tell", nullptr);
-        offset = pos ? PyLong_AsLongLong(pos) : -1;
-        Py_XDECREF(pos);
+        py::ref pos = py::ref::steal(PyObject_CallMethod(filelike, "tell", nullptr));
+        offset = pos ? PyLong_AsLongLong(pos.get()) : -1;
         if (offset < 0) PyErr_Clear();
     }
     if (offset < 0) offset = lseek(fd, 0, SEEK_CUR);
@@ -67,29 +66,21 @@ bool send_body(wsgi_request* q, PyObject* result) noexcept {
     // A list or tuple is complete already: hold its blocks back and pass them
     // with the end of the response; stream anything else block by block.
     bool complete = PyList_CheckExact(result) || PyTuple_CheckExact(result);
-    PyObject* it = PyObject_GetIter(result);
-    if (it == nullptr) return false;
-    bool ok = true;
-    while (PyObject* item = PyIter_Next(it)) {
-        if (!PyBytes_Check(item)) {
+    py::ref it = py::ref::steal(PyObject_GetIter(result));
+    if (!it) return false;
+    while (py::ref item = py::ref::steal(PyIter_Next(it.get()))) {
+        PyObject* b = item.get();
+        if (!PyBytes_Check(b)) {
             PyErr_Format(PyExc_TypeError, "the application yielded %.100s; response body items must be bytes",
-                         Py_TYPE(item)->tp_name);
-            Py_DECREF(item);
-            ok = false;
-            break;
+                         Py_TYPE(b)->tp_name);
+            return false;
         }
-        send_status st = complete ? response_hold(q, item)
-                                  : response_write(q, PyBytes_AS_STRING(item), size_t(PyBytes_GET_SIZE(item)), true);
-        Py_DECREF(item);
-        if (st == send_status::error) {
-            ok = false;
-            break;
-        }
-        if (st == send_status::client_gone) break;
+        send_status st =
+            complete ? response_hold(q, b) : response_write(q, PyBytes_AS_STRING(b), size_t(PyBytes_GET_SIZE(b)), true);
+        if (st == send_status::error) return false;
+        if (st == send_status::client_gone) return true;
     }
-    if (ok && PyErr_Occurred()) ok = false;
-    Py_DECREF(it);
-    return ok;
+    return !PyErr_Occurred();
 }
 
 // Calls result.close() if it has one.  Keeps the first exception: an
@@ -97,19 +88,15 @@ bool send_body(wsgi_request* q, PyObject* result) noexcept {
 // none was pending, else logged on its own.
 void close_result(wsgi_request* q, PyObject* result, py::ref* first) noexcept {
     if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) return;  // no close() to call
-    PyObject* close = nullptr;
-    int found = compat::optional_attr(result, q->state->str_close, &close);
+    PyObject* found_close = nullptr;
+    int found = compat::optional_attr(result, q->state->str_close, &found_close);
+    py::ref close = py::ref::steal(found_close);
     if (found == 0) return;
-    if (found > 0) {
-        PyObject* res = PyObject_CallNoArgs(close);
-        Py_DECREF(close);
-        if (res != nullptr) {
-            Py_DECREF(res);
-            return;
-        }
-    }
-    if (!*first) *first = py::take_exception();
-    else log_python_exception(q->r, nullptr, "PYI0703: the application's close() raised too");
+    if (found > 0 && py::ref::steal(PyObject_CallNoArgs(close.get()))) return;
+    if (!*first)
+        *first = py::take_exception();
+    else
+        log_python_exception(q->r, nullptr, "PYI0703: the application's close() raised too");
 }
 
 // Reports the application's exception and decides the request's status.
@@ -132,15 +119,19 @@ int report(wsgi_request* q, py::ref exc, const app::request_target& t) noexcept 
     return OK;
 }
 
-// The objects the application gets besides the environ, and the environ.
-// False with an exception set.
-bool make_objects(wsgi_request* q, const app::application& a, const app::request_target& t, PyObject** input,
-                  PyObject** errors, PyObject** start, PyObject** environ) noexcept {
-    *input = input_new(q->state, q);
-    *errors = *input ? log_stream_new(q->state, q->r, nullptr, APLOG_ERR, "PYI0300: wsgi.errors: ") : nullptr;
-    *start = *errors ? start_response_new(q->state, q) : nullptr;
-    *environ = *start ? environ_new(q, a, t, *input, *errors) : nullptr;
-    return *environ != nullptr;
+// What the application is called with, each pointing at the request.
+struct call_objects {
+    py::ref input, errors, start, environ;
+};
+
+// Makes them.  False with an exception set.
+bool make_objects(wsgi_request* q, const app::application& a, const app::request_target& t, call_objects* o) noexcept {
+    o->input = py::ref::steal(input_new(q->state, q));
+    if (o->input)
+        o->errors = py::ref::steal(log_stream_new(q->state, q->r, nullptr, APLOG_ERR, "PYI0300: wsgi.errors: "));
+    if (o->errors) o->start = py::ref::steal(start_response_new(q->state, q));
+    if (o->start) o->environ = py::ref::steal(environ_new(q, a, t, o->input.get(), o->errors.get()));
+    return bool(o->environ);
 }
 
 // Calls the application and sends what it returns.  The exception to
@@ -158,13 +149,14 @@ py::ref call_application(wsgi_request* q, PyObject* app, PyObject* environ, PyOb
 }
 
 // Everything the request made that points at `q`, before `q` goes away.
-void release_request(wsgi_request* q, PyObject* input, PyObject* errors, PyObject* start) noexcept {
-    input_detach(input);
-    start_response_detach(start);
-    log_stream_detach(errors);
+void release_request(wsgi_request* q, const call_objects& o) noexcept {
+    input_detach(o.input.get());
+    start_response_detach(o.start.get());
+    log_stream_detach(o.errors.get());
     Py_CLEAR(q->status);
     Py_CLEAR(q->headers);
-    if (q->bb != nullptr) apr_brigade_cleanup(q->bb);  // anything never passed (client gone) goes before what it points into
+    if (q->bb != nullptr)
+        apr_brigade_cleanup(q->bb);  // anything never passed (client gone) goes before what it points into
     response_release_held(q);
 }
 
@@ -175,19 +167,15 @@ int serve(const app::application& a, const app::request_target& t, void* request
     q.r = r;
     q.state = wsgi_state_of(a.state);
     q.bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
-    PyObject *input, *errors, *start, *environ;
+    call_objects o;
     int rc = OK;
-    if (!make_objects(&q, a, t, &input, &errors, &start, &environ)) {
+    if (!make_objects(&q, a, t, &o)) {
         log_python_exception(r, nullptr, "PYI0705: cannot build the WSGI environ");
         rc = HTTP_INTERNAL_SERVER_ERROR;
-    } else if (py::ref exc = call_application(&q, a.callable, environ, start, &call->after.bb)) {
+    } else if (py::ref exc = call_application(&q, a.callable, o.environ.get(), o.start.get(), &call->after.bb)) {
         rc = report(&q, std::move(exc), t);
     }
-    release_request(&q, input, errors, start);
-    Py_XDECREF(environ);
-    Py_XDECREF(start);
-    Py_XDECREF(errors);
-    Py_XDECREF(input);
+    release_request(&q, o);
     // The body nobody read is drained after the interpreter is left, so the
     // connection can serve its next request.
     call->after.discard_body = rc == OK && !q.input_eof && !q.input_failed;

@@ -4,6 +4,8 @@
 
 #include <new>
 
+#include "pyinterp/py/module_slots.h"
+
 namespace pyinterp::app {
 namespace {
 
@@ -61,32 +63,19 @@ void free_module(void* module) {
     st->names = nullptr;
 }
 
-// 3.12 added Py_mod_multiple_interpreters (PEP 684).  The module keeps all
-// its Python state in module state and heap types, so it declares support
-// for interpreters with their own GIL; 3.11 has no such slot (every
-// multi-phase module may load in any subinterpreter there).
+// All its Python state is in module state: fine with an own GIL.
+// clang-format off
 PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, reinterpret_cast<void*>(exec_module)},
-#if PY_VERSION_HEX >= 0x030C0000
-    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
-#endif
+    PYINTERP_PER_INTERPRETER_GIL_SLOT
     {0, nullptr},
 };
-
-// One field a line, as CPython's documentation lists them.
-// clang-format off
-PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT,
-    k_private_module,
-    "Private support module of pyinterp (one instance per interpreter).",
-    sizeof(interp_state),
-    nullptr,
-    module_slots,
-    traverse_module,
-    clear_module,
-    free_module,
-};
 // clang-format on
+
+PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, k_private_module, "Private support module of pyinterp (one instance per interpreter).",
+    sizeof(interp_state),  nullptr,          module_slots,
+    traverse_module,       clear_module,     free_module};
 
 PyObject* init_private_module() {
     return PyModuleDef_Init(&module_def);
