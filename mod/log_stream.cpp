@@ -23,8 +23,7 @@ namespace {
 constexpr size_t k_max_line = 4000;
 
 struct log_object {
-    PyObject_HEAD
-    request_rec* r;
+    PyObject_HEAD request_rec* r;
     server_rec* s;
     int level;
     const char* tag;
@@ -107,8 +106,7 @@ void drain(log_object* self, bool all) noexcept {
         write_all();
         return;
     }
-    Py_BEGIN_ALLOW_THREADS
-    write_all();
+    Py_BEGIN_ALLOW_THREADS write_all();
     Py_END_ALLOW_THREADS
 }
 
@@ -118,32 +116,23 @@ PyObject* py_log_write(PyObject* self_o, PyObject* arg) {
         PyErr_Format(PyExc_TypeError, "write() argument must be str, not %.100s", Py_TYPE(arg)->tp_name);
         return nullptr;
     }
-    PyObject* bytes = PyUnicode_AsEncodedString(arg, "utf-8", "backslashreplace");
-    if (bytes == nullptr) return nullptr;
+    py::ref bytes = py::ref::steal(PyUnicode_AsEncodedString(arg, "utf-8", "backslashreplace"));
+    if (!bytes) return nullptr;
     try {
-        self->pending->append(PyBytes_AS_STRING(bytes), size_t(PyBytes_GET_SIZE(bytes)));
+        self->pending->append(PyBytes_AS_STRING(bytes.get()), size_t(PyBytes_GET_SIZE(bytes.get())));
     } catch (...) {
-        Py_DECREF(bytes);
         return PyErr_NoMemory();
     }
-    Py_DECREF(bytes);
     drain(self, false);
     return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
 }
 
 PyObject* py_log_writelines(PyObject* self, PyObject* lines) {
-    PyObject* it = PyObject_GetIter(lines);
-    if (it == nullptr) return nullptr;
-    while (PyObject* line = PyIter_Next(it)) {
-        PyObject* res = py_log_write(self, line);
-        Py_DECREF(line);
-        if (res == nullptr) {
-            Py_DECREF(it);
-            return nullptr;
-        }
-        Py_DECREF(res);
+    py::ref it = py::ref::steal(PyObject_GetIter(lines));
+    if (!it) return nullptr;
+    while (py::ref line = py::ref::steal(PyIter_Next(it.get()))) {
+        if (!py::ref::steal(py_log_write(self, line.get()))) return nullptr;
     }
-    Py_DECREF(it);
     if (PyErr_Occurred()) return nullptr;
     Py_RETURN_NONE;
 }
@@ -220,11 +209,7 @@ PyType_Slot log_slots[] = {
 }  // namespace
 
 PyType_Spec log_type_spec = {
-    "_pyinterp.Log",
-    sizeof(log_object),
-    0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    log_slots,
+    "_pyinterp.Log", sizeof(log_object), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, log_slots,
 };
 
 PyObject* log_stream_new(wsgi_state* st, request_rec* r, server_rec* s, int level, const char* tag) noexcept {

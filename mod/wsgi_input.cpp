@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "pyinterp/py/ref.h"
 #include "wsgi_state.h"
 #include "wsgi_request.h"
 
@@ -22,8 +23,7 @@ constexpr size_t k_line_chunk = size_t{8} * 1024;
 constexpr size_t k_direct_max = size_t{1024} * 1024;
 
 struct input_object {
-    PyObject_HEAD
-    wsgi_request* q;  // nullptr once the request is over
+    PyObject_HEAD wsgi_request* q;  // nullptr once the request is over
 };
 
 wsgi_request* request_of(PyObject* self) noexcept {
@@ -55,8 +55,8 @@ void read_failed(wsgi_request* q, int status_before) noexcept {
         PyErr_Format(PyExc_OSError, "the request body is %s (httpd answered HTTP %d)", what, r->status);
         return;
     }
-    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r, "PYI0402: reading the request body failed after %" APR_OFF_T_FMT " bytes",
-                  q->input_total);
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "PYI0402: reading the request body failed after %" APR_OFF_T_FMT " bytes", q->input_total);
     PyErr_SetString(PyExc_OSError, "reading the request body failed (client gone or timed out)");
 }
 
@@ -88,13 +88,13 @@ long client_read(wsgi_request* q, char* dst, size_t want, bool until_full) noexc
     size_t got = 0;
     long n = 0;
     int status_before = r->status;
-    Py_BEGIN_ALLOW_THREADS
-    do {
+    Py_BEGIN_ALLOW_THREADS do {
         n = ap_get_client_block(r, dst + got, want - got);
         if (n > 0) got += size_t(n);
-    } while (until_full && n > 0 && got < want);
-    Py_END_ALLOW_THREADS
-    q->input_total += apr_off_t(got);
+    }
+    while (until_full && n > 0 && got < want)
+        ;
+    Py_END_ALLOW_THREADS q->input_total += apr_off_t(got);
     if (n < 0) {
         read_failed(q, status_before);
         return -1;
@@ -213,21 +213,16 @@ PyObject* py_input_readlines(PyObject* self, PyObject* const* args, Py_ssize_t n
     wsgi_request* q = request_of(self);
     Py_ssize_t hint;
     if (q == nullptr || !parse_size(args, nargs, "readlines", &hint)) return nullptr;
-    PyObject* lines = PyList_New(0);
-    Py_ssize_t total = 0;
-    while (lines != nullptr) {
-        PyObject* line = read_line(q, -1);
-        if (line == nullptr || PyBytes_GET_SIZE(line) == 0 || PyList_Append(lines, line) < 0) {
-            bool failed = line == nullptr || PyErr_Occurred();
-            Py_XDECREF(line);
-            if (failed) Py_CLEAR(lines);
-            break;
-        }
-        total += PyBytes_GET_SIZE(line);
-        Py_DECREF(line);
-        if (hint > 0 && total >= hint) break;
+    py::ref lines = py::ref::steal(PyList_New(0));
+    if (!lines) return nullptr;
+    for (Py_ssize_t total = 0; hint <= 0 || total < hint;) {
+        py::ref line = py::ref::steal(read_line(q, -1));
+        if (!line) return nullptr;
+        if (PyBytes_GET_SIZE(line.get()) == 0) break;
+        if (PyList_Append(lines.get(), line.get()) < 0) return nullptr;
+        total += PyBytes_GET_SIZE(line.get());
     }
-    return lines;
+    return lines.release();
 }
 
 PyObject* py_input_iter(PyObject* self) {
@@ -276,11 +271,7 @@ PyType_Slot input_slots[] = {
 }  // namespace
 
 PyType_Spec input_type_spec = {
-    "_pyinterp.Input",
-    sizeof(input_object),
-    0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    input_slots,
+    "_pyinterp.Input", sizeof(input_object), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, input_slots,
 };
 
 PyObject* input_new(wsgi_state* st, wsgi_request* q) noexcept {
