@@ -71,10 +71,8 @@ void preload(app::executor& ex, const import_script& imp, apr_pool_t* p) noexcep
     apply_import_settings(imp, &t);
     t.group = group_for_server(imp.server, imp.group, p);
     if (t.group == nullptr) return;
-    app::run_result res = ex.run(t, preload_protocol, nullptr);
-    if (res.what == app::run_result::cannot_enter)
-        ap_log_error(APLOG_MARK, APLOG_ERR, 0, g_server, "PYI0103: cannot enter application group '%s': %s", t.group,
-                     pyinterp_strerror(res.status));
+    // Every failure is logged on the way (PYI0104, PYI0121, PYI0603...).
+    ex.run(t, preload_protocol, nullptr);
 }
 
 // Python finalization with a watchdog: if Python's own shutdown hangs (an
