@@ -6,6 +6,7 @@
 
 #include "compat.h"
 #include "fence.h"
+#include "gil_handover.h"
 #include "internal.h"
 
 namespace pyinterp::detail {
@@ -190,6 +191,9 @@ int end_main(interp_record* r, int timeout_ms) noexcept {
     // Lib/threading.py _shutdown).
     rc = take_tstates(r, others, &mine, R.host_mode && PY_VERSION_HEX >= 0x030D0000);
     if (rc != PYINTERP_OK) return rc;
+    // Subinterpreters are gone and Python is about to finalize: the GIL
+    // watcher must not look at interpreters any more.
+    gil_handover_stop();
     PyEval_AcquireThread(mine);
     gilstate_bind(mine);
     delete_tstates(others);
@@ -346,6 +350,7 @@ int pyinterp_interp_create(const char* name, const pyinterp_interp_config* confi
         record_ref(rec);
         *out = as_view(rec);
     }
+    if (!own) gil_handover_enable();
     log(PYINTERP_LOG_DEBUG, "pyinterp: created interpreter '%s' (id %lld, %s GIL)", name,
         static_cast<long long>(rec->id), own ? "own" : "shared");
     return PYINTERP_OK;

@@ -6,6 +6,7 @@
 
 #include "compat.h"
 #include "fence.h"
+#include "gil_handover.h"
 #include "internal.h"
 #include "pyinterp/py/exception.h"
 #include "pyinterp/py/sys_path.h"
@@ -168,6 +169,7 @@ PyMethodDef on_exit_def = {"_pyinterp_on_exit", py_on_python_exit, METH_NOARGS, 
 void on_python_finalized() {
     runtime& R = rt();
     loop_shutdown_default();  // a no-op when the atexit hook stopped it already
+    gil_handover_stop();
     std::lock_guard<std::mutex> lk(R.mu);
     for (interp_record* r : R.records) r->state.store(interp_state::gone);
     R.initialized.store(false);

@@ -11,6 +11,7 @@
 
 #include "compat.h"
 #include "fence.h"
+#include "gil_handover.h"
 #include "internal.h"
 
 namespace pyinterp::detail {
@@ -299,8 +300,12 @@ int enter(interp_record* r, bool guarded, pyinterp_token* token) noexcept {
     }
     PyThreadState* ts = e->tstate.load(std::memory_order_relaxed);
     PyThreadState* saved = gilstate_bound();
-    if (cur != nullptr) switch_tstate(ts);
-    else PyEval_AcquireThread(ts);
+    if (cur != nullptr) {
+        switch_tstate(ts);
+    } else {
+        gil_handover_before_wait();
+        PyEval_AcquireThread(ts);
+    }
     gilstate_bind_activated(ts, saved);
     c->stack.push_back(frame{r, e, cur, saved});
     *token = make_token(c);
