@@ -163,6 +163,7 @@ int pyinterp_compat_gil_tick(struct pyinterp_gil_watch *w)
     /* Free for a whole tick with no switch: nobody is handing the GIL over,
        so no thread has a reason to wait on switch_cond. */
     int rescue = !locked && w->was_free && sw == w->last_switch;
+    int used = locked || sw != w->last_switch;
     w->was_free = !locked;
     w->last_switch = sw;
 
@@ -221,7 +222,7 @@ int pyinterp_compat_gil_tick(struct pyinterp_gil_watch *w)
 #else
     (void)rescue;
 #endif
-    return busy;
+    return (busy ? PYINTERP_GIL_WAITER : 0) | (used ? PYINTERP_GIL_USED : 0);
 }
 
 #endif /* PY_VERSION_HEX < 0x030D0000 */

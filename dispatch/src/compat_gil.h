@@ -33,12 +33,16 @@ const int *pyinterp_compat_gil_locked_addr(void);
 /* The switch interval (sys.setswitchinterval) in microseconds, at least 1. */
 unsigned long pyinterp_compat_gil_interval_us(void);
 
+/* pyinterp_compat_gil_tick() saw a waiter or a relayed request still pending. */
+#define PYINTERP_GIL_WAITER 1
+/* The GIL was held, or changed hands, since the previous tick. */
+#define PYINTERP_GIL_USED 2
+
 /* Look at the shared GIL once: relay a waiter's drop request to the
    interpreter whose thread holds the GIL, withdraw a relayed request that
    went stale, and release a thread parked in a hand-over nobody takes (see
    compat_gil.c).  Any thread, no GIL, while Python is initialised and not
-   finalizing.  Returns 1 if a waiter or a pending relayed request was seen,
-   else 0. */
+   finalizing.  Returns PYINTERP_GIL_* bits. */
 int pyinterp_compat_gil_tick(struct pyinterp_gil_watch *w);
 
 #endif

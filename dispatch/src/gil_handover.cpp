@@ -4,11 +4,13 @@
 // a few switch intervals (CPython 3.11 and 3.12; see compat_gil.c).
 //
 // Schedule: asleep until a thread about to wait for the held shared GIL
-// wakes it (gil_handover_before_wait), and then every `k_idle_poll` so that
-// waiters that did not come through the library (threads an application
-// started, PyGILState_Ensure callers) are seen too.  Awake, it looks at the
-// GIL every switch interval, and goes back to sleep after `k_quiet_ticks`
-// intervals without a waiter.  It never takes a GIL and never calls Python.
+// wakes it (gil_handover_before_wait); meanwhile it looks every
+// `k_idle_poll` while Python runs at all, every `k_still_poll` while nothing
+// does, so that waiters that did not come through the library (threads an
+// application started, PyGILState_Ensure callers) are seen too.  Awake, it
+// looks at the GIL every switch interval, and goes back to sleep after
+// `k_quiet_ticks` intervals without a waiter.  It never takes a GIL and
+// never calls Python.
 #include "gil_handover.h"
 
 #include <pthread.h>
@@ -30,6 +32,7 @@ std::atomic<const int*> g_gil_watch_asleep{nullptr};
 namespace {
 
 constexpr auto k_idle_poll = std::chrono::milliseconds(250);
+constexpr auto k_still_poll = std::chrono::milliseconds(1000);
 constexpr int k_quiet_ticks = 20;
 
 struct watcher {
@@ -53,11 +56,12 @@ void* watch_main(void* arg) {
     auto* w = static_cast<watcher*>(arg);
     pyinterp_gil_watch st{};
     bool asleep = true;
+    bool used = true;
     int quiet = 0;
     std::unique_lock<std::mutex> lk(w->mu);
     while (!w->stop) {
         if (asleep) {
-            w->cv.wait_for(lk, k_idle_poll, [w] { return w->stop || w->wake; });
+            w->cv.wait_for(lk, used ? k_idle_poll : k_still_poll, [w] { return w->stop || w->wake; });
         } else {
             auto interval = std::chrono::microseconds(pyinterp_compat_gil_interval_us());
             w->cv.wait_for(lk, interval, [w] { return w->stop; });
@@ -66,7 +70,9 @@ void* watch_main(void* arg) {
         bool woken = w->wake;
         w->wake = false;
         lk.unlock();
-        bool busy = pyinterp_compat_gil_tick(&st) != 0;
+        int seen = pyinterp_compat_gil_tick(&st);
+        bool busy = (seen & PYINTERP_GIL_WAITER) != 0;
+        used = (seen & PYINTERP_GIL_USED) != 0;
         lk.lock();
         w->relayed = st.relayed;
         if (busy || woken) {
