@@ -45,8 +45,8 @@
  *    waits on switch_cond for another thread to take the GIL.  If a request
  *    was ever left where nobody waits (a holder that swapped into that
  *    interpreter on 3.11 before the tick withdrew it), nothing would wake it.
- *    So when the GIL has stayed free for a whole tick with no switch, the
- *    tick broadcasts switch_cond: drop_gil waits once, without a loop, and a
+ *    So when the GIL has stayed free for a whole switch interval with no
+ *    switch, the tick broadcasts switch_cond: drop_gil waits once, without a loop, and a
  *    wake-up there only ends the forced switch early (POSIX allows spurious
  *    wake-ups; CPython's code already tolerates them).
  *  - Requests and eval_breaker are written with the same relaxed atomic
@@ -63,6 +63,7 @@
 #include <internal/pycore_interp.h>
 #include <internal/pycore_runtime.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "compat_gil.h"
 
@@ -131,6 +132,13 @@ static void withdraw_drop(PyInterpreterState *interp)
     _Py_atomic_store_relaxed(&interp->ceval.gil_drop_request, 0);
 }
 
+static long long now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static unsigned long switch_number(struct _gil_runtime_state *gil)
 {
     return __atomic_load_n(&gil->switch_number, __ATOMIC_RELAXED);
@@ -160,10 +168,15 @@ int pyinterp_compat_gil_tick(struct pyinterp_gil_watch *w)
     unsigned long sw = switch_number(gil);
     PyThreadState *running = locked ? running_tstate(gil) : NULL;
 
-    /* Free for a whole tick with no switch: nobody is handing the GIL over,
-       so no thread has a reason to wait on switch_cond. */
-    int rescue = !locked && w->was_free && sw == w->last_switch;
     int used = locked || sw != w->last_switch;
+    /* Free for a whole switch interval with no switch: nobody is handing the
+       GIL over, so no thread has a reason to wait on switch_cond. */
+    int rescue = 0;
+    if (!locked) {
+        long long now = now_us();
+        if (!w->was_free || sw != w->last_switch) w->free_since_us = now;
+        rescue = now - w->free_since_us >= (long long)pyinterp_compat_gil_interval_us();
+    }
     w->was_free = !locked;
     w->last_switch = sw;
 

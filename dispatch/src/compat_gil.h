@@ -23,6 +23,7 @@ struct pyinterp_gil_watch {
     unsigned long flagged_switch; /* the GIL's switch number at that time */
     unsigned long last_switch;    /* switch number at the previous tick */
     int was_free;                 /* GIL free at the previous tick */
+    long long free_since_us;      /* since when, without a switch (CLOCK_MONOTONIC) */
     unsigned long relayed;        /* requests relayed so far */
 };
 

@@ -8,9 +8,11 @@
 // `k_idle_poll` while Python runs at all, every `k_still_poll` while nothing
 // does, so that waiters that did not come through the library (threads an
 // application started, PyGILState_Ensure callers) are seen too.  Awake, it
-// looks at the GIL every switch interval, and goes back to sleep after
-// `k_quiet_ticks` intervals without a waiter.  It never takes a GIL and
-// never calls Python.
+// looks at the GIL `k_ticks_per_interval` times per switch interval (a
+// waiter's request appears one interval after it started waiting; looking
+// once per interval would add up to another interval), and goes back to
+// sleep after `k_quiet` without a waiter.  It never takes a GIL and never
+// calls Python.
 #include "gil_handover.h"
 
 #include <pthread.h>
@@ -33,7 +35,8 @@ namespace {
 
 constexpr auto k_idle_poll = std::chrono::milliseconds(250);
 constexpr auto k_still_poll = std::chrono::milliseconds(1000);
-constexpr int k_quiet_ticks = 20;
+constexpr int k_ticks_per_interval = 4;
+constexpr auto k_quiet = std::chrono::milliseconds(100);
 
 struct watcher {
     const int* gil_locked = nullptr;  // see g_gil_watch_asleep
@@ -57,14 +60,14 @@ void* watch_main(void* arg) {
     pyinterp_gil_watch st{};
     bool asleep = true;
     bool used = true;
-    int quiet = 0;
+    auto last_waiter = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lk(w->mu);
     while (!w->stop) {
         if (asleep) {
             w->cv.wait_for(lk, used ? k_idle_poll : k_still_poll, [w] { return w->stop || w->wake; });
         } else {
-            auto interval = std::chrono::microseconds(pyinterp_compat_gil_interval_us());
-            w->cv.wait_for(lk, interval, [w] { return w->stop; });
+            auto tick = std::chrono::microseconds(pyinterp_compat_gil_interval_us() / k_ticks_per_interval + 1);
+            w->cv.wait_for(lk, tick, [w] { return w->stop; });
         }
         if (w->stop) break;
         bool woken = w->wake;
@@ -75,13 +78,14 @@ void* watch_main(void* arg) {
         used = (seen & PYINTERP_GIL_USED) != 0;
         lk.lock();
         w->relayed = st.relayed;
+        auto now = std::chrono::steady_clock::now();
         if (busy || woken) {
-            quiet = 0;
+            last_waiter = now;
             if (asleep) {
                 asleep = false;
                 g_gil_watch_asleep.store(nullptr, std::memory_order_relaxed);
             }
-        } else if (!asleep && ++quiet >= k_quiet_ticks) {
+        } else if (!asleep && now - last_waiter >= k_quiet) {
             asleep = true;
             g_gil_watch_asleep.store(w->gil_locked, std::memory_order_relaxed);
         }
@@ -108,8 +112,12 @@ void start_locked(watcher& w) noexcept {
 }
 
 // fork(): the child has no watcher thread; the first waiter starts one.
-void before_fork() { the_watcher().mu.lock(); }
-void after_fork_parent() { the_watcher().mu.unlock(); }
+void before_fork() {
+    the_watcher().mu.lock();
+}
+void after_fork_parent() {
+    the_watcher().mu.unlock();
+}
 void after_fork_child() {
     watcher& w = the_watcher();
     w.mu.unlock();
@@ -120,7 +128,9 @@ void after_fork_child() {
     g_gil_watch_asleep.store(w.enabled ? w.gil_locked : nullptr, std::memory_order_relaxed);
 }
 pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-void register_atfork() { pthread_atfork(before_fork, after_fork_parent, after_fork_child); }
+void register_atfork() {
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
 
 }  // namespace
 
