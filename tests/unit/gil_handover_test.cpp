@@ -168,13 +168,14 @@ TEST(GilHandover, SpinnerKeepsItsShareWhileOthersEnter) {
     view b = test::make_interp("ho_share_b");
     {
         scoped_enter in(b);
-        EXPECT_TRUE(test::exec("import time\n"
-                               "def busy(seconds):\n"
-                               "    end = time.monotonic() + seconds\n"
-                               "    n = 0\n"
-                               "    while time.monotonic() < end:\n"
-                               "        n += 1\n"
-                               "    return n\n"));
+        EXPECT_TRUE(
+            test::exec("import time\n"
+                       "def busy(seconds):\n"
+                       "    end = time.monotonic() + seconds\n"
+                       "    n = 0\n"
+                       "    while time.monotonic() < end:\n"
+                       "        n += 1\n"
+                       "    return n\n"));
     }
     spinner s(a);
     long busy = 0;
