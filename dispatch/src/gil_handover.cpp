@@ -51,7 +51,7 @@ struct watcher {
 };
 
 watcher& the_watcher() noexcept {
-    static watcher* w = new watcher;  // never destroyed: see gil_handover_stop
+    static watcher* w = new watcher;  // never destroyed: a host may exit without stopping it
     return *w;
 }
 
@@ -72,11 +72,11 @@ void* watch_main(void* arg) {
         if (w->stop) break;
         bool woken = w->wake;
         w->wake = false;
-        lk.unlock();
+        // Under `mu`: fork()'s prepare handler takes it, so a child is never
+        // forked while this thread holds CPython's interpreter-list lock.
         int seen = pyinterp_compat_gil_tick(&st);
         bool busy = (seen & PYINTERP_GIL_WAITER) != 0;
         used = (seen & PYINTERP_GIL_USED) != 0;
-        lk.lock();
         w->relayed = st.relayed;
         auto now = std::chrono::steady_clock::now();
         if (busy || woken) {
