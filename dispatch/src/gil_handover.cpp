@@ -135,6 +135,9 @@ void register_atfork() {
 }  // namespace
 
 void gil_handover_wake() noexcept {
+    // One waker per sleep: the others see nullptr and go on to wait for the
+    // GIL without touching the watcher's mutex.
+    if (g_gil_watch_asleep.exchange(nullptr, std::memory_order_relaxed) == nullptr) return;
     watcher& w = the_watcher();
     std::lock_guard<std::mutex> lk(w.mu);
     if (!w.enabled) return;
