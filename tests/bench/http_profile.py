@@ -78,13 +78,13 @@ def profile_run(server, case, requests, out, user):
     out_file = out / ("%s-%s-%d.callgrind" % (server.name, case, requests))
     cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=" + COLLECT,
            "--vgdb=no", "--callgrind-out-file=" + str(out_file),
-           hb.runner.HTTPD, "-X", "-d", server.paths["server_root"], "-f", server.paths["conf"], "-DFOREGROUND"]
-    env = hb.runner.httpd_env()
+           hb.private_httpd.HTTPD, "-X", "-d", str(server.workdir), "-f", str(server.conf_path), "-DFOREGROUND"]
+    env = hb.private_httpd.httpd_env()
     env["PYTHONHASHSEED"] = "0"  # the same dict layouts in every run
     preexec = None
     if os.geteuid() == 0:
         preexec, pw = demote_to(user)
-        for p in (server.dir, out):
+        for p in (server.workdir, out):
             for dirpath, _dirs, files in os.walk(p):
                 os.chown(dirpath, pw.pw_uid, pw.pw_gid)
                 for f in files:
@@ -212,7 +212,7 @@ def main():
     prepare_apps(work)
     out = work / "callgrind"
     out.mkdir()
-    user, _group = hb.runner.default_user()
+    user, _group = hb.private_httpd.run_user()
     results = {}
     profiles = {}
     for s in servers:
@@ -223,8 +223,8 @@ def main():
             # shutdown when it destroys its interpreters, and callgrind
             # writes its profile only at exit.  Shutdown only; the request
             # path is untouched.
-            with open(server.paths["conf"], "a") as f:
-                f.write("WSGIDestroyInterpreter Off\n")
+            server.site += "WSGIDestroyInterpreter Off\n"
+            server.render(server.port)
         for c in cases:
             log("%s %s: %d then %d requests under callgrind" % (s, c, args.warmup, args.warmup + args.requests))
             small = profile_run(server, c, args.warmup, out, user)

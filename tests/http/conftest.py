@@ -122,16 +122,10 @@ def _settle(servers, quiet=0.08, limit=1.5):
         sizes = now
 
 
-# The templates' process pools are deliberately tiny, so httpd may note at
-# error level that all workers are busy: a capacity notice, not a failure.
-ALWAYS_ALLOWED = [r"AH00161: server reached MaxRequestWorkers", r"AH00484: server reached MaxRequestWorkers"]
-
-
 def _check_new_log(server, allowed, when):
     end = server.log_size()
-    text = server.log_text(server.checked_upto, end)
+    bad = server.unexpected(allowed, server.checked_upto, end)
     server.checked_upto = end
-    bad = harness.unexpected_log_lines(text, list(allowed) + ALWAYS_ALLOWED)
     if bad:
         pytest.fail("unexpected lines in the error log of %s (%s):\n%s"
                     % (server.name, when, "\n".join(bad[:40])), pytrace=False)

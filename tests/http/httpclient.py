@@ -7,7 +7,10 @@ socket operation has a timeout; every loop is bounded by the data it reads.
 """
 import json
 import socket
-import time
+
+# Polling with a bound, shared with the httpd harness (mod/private_httpd.py,
+# put on sys.path by harness.py).
+from private_httpd import wait_until  # noqa: F401
 
 DEFAULT_TIMEOUT = 20.0
 
@@ -299,14 +302,3 @@ def get_json(port, path, headers=None, expect_status=200, **kw):
     if r.status != expect_status:
         raise ResponseError("GET %s: expected %d, got %r" % (path, expect_status, r))
     return r.json()
-
-
-def wait_until(predicate, timeout, interval=0.05):
-    """Polls predicate() until it is truthy or `timeout` seconds pass; returns
-    its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)

@@ -105,8 +105,9 @@ def test_serve_example_then_stop(serve, stop_signal):
     # The repository's example app, at / and as group "second" (the runner
     # gives apps no PyInterpPythonPath, so the tests' own apps do not fit).
     proc, port, out = serve(EXAMPLE, "--threads", "2", "--group", "second=%s" % EXAMPLE)
-    text = out.read_text()
-    assert "http://127.0.0.1:%d/" % port in text
+    # Printed once httpd listens, which the fixture may see first.
+    url = "http://127.0.0.1:%d/" % port
+    assert wait_until(lambda: url in out.read_text(), 5.0), out.read_text()
     r = harness.httpclient.get(port, "/")
     assert r.status == 200 and b"Hello from interpreter" in r.body
     r = harness.httpclient.get(port, "/second/x")

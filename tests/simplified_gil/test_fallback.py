@@ -109,13 +109,10 @@ def test_global_group_is_main_on_every_thread(serve):
 
 
 def test_bad_policy_fails_configtest(module_so, ext_dir, workdir):
-    import conftest
-    site = workdir / "site.conf"
-    site.write_text("PyInterpSubinterpreterFallback sometimes\n")
-    paths = conftest.runner.render_config(str(workdir), str(app("plain")), 1, module=str(module_so),
-                                          site_conf=str(site))
-    ok, out = conftest.runner.config_test(paths)
-    assert not ok and "PyInterpSubinterpreterFallback: unknown subinterpreter fallback 'sometimes'" in out
-    site.write_text("PyInterpScriptAlias /x %s subinterpreter-fallback=maybe\n" % app("plain"))
-    ok, out = conftest.runner.config_test(paths)
-    assert not ok and "PyInterpScriptAlias: unknown subinterpreter fallback 'maybe'" in out
+    from conftest import Server
+    srv = Server(workdir, module_so, ext_dir, "PyInterpSubinterpreterFallback sometimes")
+    rc, out = srv.configtest()
+    assert rc != 0 and "PyInterpSubinterpreterFallback: unknown subinterpreter fallback 'sometimes'" in out
+    srv = Server(workdir, module_so, ext_dir, "PyInterpScriptAlias /x %s subinterpreter-fallback=maybe" % app("plain"))
+    rc, out = srv.configtest()
+    assert rc != 0 and "PyInterpScriptAlias: unknown subinterpreter fallback 'maybe'" in out
