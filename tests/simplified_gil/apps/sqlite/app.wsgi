@@ -1,21 +1,17 @@
 # An application using only sqlite3 (CPython's _sqlite3 calls its callbacks
 # through PyGILState_Ensure, synchronously): it stays in its subinterpreter,
-# and its callbacks run there.
+# and its callbacks run there.  The interpreter a callback runs in is asked of
+# CPython by tests/http/pylib/apptest.py (on the suite's PyInterpPythonPath),
+# which knows that 3.13's _interpreters.get_current() returns (id, whence).
 import json
 import sqlite3
 
-
-def current_interpreter():
-    try:
-        import _xxsubinterpreters as interpreters  # 3.11, 3.12
-    except ImportError:
-        import _interpreters as interpreters  # 3.13
-    return int(interpreters.get_current())
+from apptest import running_interpreter_id
 
 
 def application(environ, start_response):
     con = sqlite3.connect(":memory:")
-    con.create_function("where_am_i", 0, current_interpreter)
+    con.create_function("where_am_i", 0, running_interpreter_id)
     con.execute("CREATE TABLE t (x)")
     con.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
     seen = [row[0] for row in con.execute("SELECT where_am_i() FROM t")]
