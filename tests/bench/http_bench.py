@@ -25,8 +25,24 @@ REPO = HERE.parents[1]
 APPS = HERE / "apps"
 DOC = REPO / "docs" / "benchmarks.md"
 MOD_WSGI = "/usr/lib/apache2/modules/mod_wsgi.so"
-CHART = REPO / "docs" / "benchmarks-http.png"
-BEGIN, END = "<!-- http-bench:begin -->", "<!-- http-bench:end -->"
+
+
+def debian_release():
+    """Debian's major release ("12", "13") from /etc/os-release, or "?"."""
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return "?"
+    m = re.search(r'^VERSION_ID="?(\d+)', text, re.M)
+    return m.group(1) if m else "?"
+
+
+# docs/benchmarks.md has one generated block (and chart) per Debian release:
+# Debian 12's unsuffixed, the others' named after their release.
+RELEASE = debian_release()
+SUFFIX = "" if RELEASE == "12" else "-debian" + RELEASE
+CHART = REPO / "docs" / ("benchmarks-http%s.png" % SUFFIX)
+BEGIN, END = "<!-- http-bench%s:begin -->" % SUFFIX, "<!-- http-bench%s:end -->" % SUFFIX
 
 sys.path.insert(0, str(REPO / "mod"))
 import private_httpd  # noqa: E402  (the one httpd harness: config from conf/, start, stop, error log)
@@ -71,6 +87,15 @@ def site_conf(server, apps, static):
         else:
             lines.append('WSGIScriptAlias %s "%s" application-group=%s' % (url, path, group))
     return "\n".join(lines) + "\n"
+
+
+def prepare_apps(work):
+    """A copy of the apps in work/apps that httpd's children (www-data) can read."""
+    shutil.copytree(APPS, work / "apps")
+    for dirpath, _dirs, files in os.walk(work / "apps"):
+        os.chmod(dirpath, 0o755)
+        for f in files:
+            os.chmod(os.path.join(dirpath, f), 0o644)
 
 
 class Server(private_httpd.Httpd):
@@ -241,7 +266,7 @@ def versions():
             % (pkg("apache2"), pkg("libapache2-mod-wsgi-py3"), pkg("wrk"), first(["/usr/bin/python3", "-VV"])))
 
 
-def chart(rows, path):
+def chart(rows, path, threads):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -262,7 +287,8 @@ def chart(rows, path):
     ax.set_xticks(list(x))
     ax.set_xticklabels(labels, rotation=15, ha="right")
     ax.set_ylabel("requests / s (median, min–max)")
-    ax.set_title("httpd event MPM, 1 child × 8 threads: mod_pyinterp vs mod_wsgi (embedded)")
+    ax.set_title("Debian %s, httpd event MPM, 1 child × %d threads: mod_pyinterp vs mod_wsgi (embedded)"
+                 % (RELEASE, threads))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path)
@@ -300,11 +326,7 @@ def main():
 
     work = Path(tempfile.mkdtemp(prefix="pyinterp-http-bench-"))
     work.chmod(0o755)
-    shutil.copytree(APPS, work / "apps")
-    for dirpath, dirnames, filenames in os.walk(work / "apps"):
-        os.chmod(dirpath, 0o755)
-        for f in filenames:
-            os.chmod(os.path.join(dirpath, f), 0o644)
+    prepare_apps(work)
 
     servers = {}
     results = {s: {c[0]: [] for c in cases} for s in SERVERS}
@@ -335,13 +357,15 @@ def main():
 
     rows = summarize(results, cases)
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-    header = ("%d CPUs, %s; %s.\nMedians of %d rounds of `wrk -t%d -c%d -d%ds --latency` per case and server, "
+    header = ("Debian %s, %d CPUs, %s; %s; event MPM, 1 child × %d threads.\n"
+              "Medians of %d rounds of `wrk -t%d -c%d -d%ds --latency` per case and server, "
               "alternating the servers; spread = min–max over the rounds.  errors: non-2xx responses, "
               "connect/write errors and timeouts (summed over the rounds); closed: keep-alive connections "
               "the server closed (wrk's read errors; it reconnects).  RSS: sum of VmRSS of httpd's "
               "children after each run (median).  \"of static\": that server's req/s over its own "
               "static-file req/s."
-              % (os.cpu_count(), now, versions(), args.rounds, args.wrk_threads, args.connections, args.duration))
+              % (RELEASE, os.cpu_count(), now, versions(), args.threads, args.rounds, args.wrk_threads,
+                 args.connections, args.duration))
     block = "\n\n".join([header, table(rows), targets(rows)])
     print(block)
     for s in SERVERS:
@@ -349,7 +373,7 @@ def main():
             print("\n%s error log (%d problem lines):\n  %s" % (s, len(problems[s]), "\n  ".join(problems[s][:10])))
     if args.write:
         write_doc(block)
-        chart(rows, CHART)
+        chart(rows, CHART, args.threads)
         log("wrote %s and %s" % (DOC, CHART))
     shutil.rmtree(work, ignore_errors=True)
 

@@ -51,14 +51,6 @@ def log(msg):
     print("http-profile: " + msg, file=sys.stderr, flush=True)
 
 
-def prepare_apps(work):
-    shutil.copytree(hb.APPS, work / "apps")
-    for dirpath, _dirs, files in os.walk(work / "apps"):
-        os.chmod(dirpath, 0o755)
-        for f in files:
-            os.chmod(os.path.join(dirpath, f), 0o644)
-
-
 def demote_to(user):
     """valgrind must run as the user httpd serves as: its gdbserver FIFOs
     are opened again after httpd drops privileges."""
@@ -209,7 +201,7 @@ def main():
 
     work = Path(tempfile.mkdtemp(prefix="pyinterp-http-profile-"))
     work.chmod(0o755)
-    prepare_apps(work)
+    hb.prepare_apps(work)
     out = work / "callgrind"
     out.mkdir()
     user, _group = hb.private_httpd.run_user()
