@@ -99,6 +99,25 @@ def make_readable(path):
     p.chmod(0o755 if p.is_dir() else 0o644)
 
 
+def world_traversable(path):
+    """True if every directory up to `path` lets other users in (httpd's
+    children run as www-data when httpd is started as root)."""
+    return blocking_directory(path) is None
+
+
+def blocking_directory(path):
+    """The first directory on the way to `path` that other users cannot
+    enter (no o+x), or None."""
+    p = Path(path).resolve()
+    for d in [*reversed(p.parents), p]:
+        try:
+            if d.is_dir() and not d.stat().st_mode & 0o001:
+                return d
+        except OSError:
+            return d
+    return None
+
+
 def httpd_env():
     """Environment for apache2: LANG defaults to C; PYINTERP_HTTPD_PRELOAD (a
     sanitizer runtime for an instrumented module) becomes LD_PRELOAD for

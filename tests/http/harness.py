@@ -22,7 +22,8 @@ sys.path.insert(0, str(REPO / "mod"))
 
 import private_httpd  # noqa: E402
 from private_httpd import (  # noqa: E402,F401  (re-exported for the tests)
-    BAD_LOG_LINE, StartError, StopError, free_port, httpd_env, make_readable, quote, unexpected_log_lines)
+    BAD_LOG_LINE, StartError, StopError, free_port, httpd_env, make_readable, quote, unexpected_log_lines,
+    world_traversable)
 
 import httpclient  # noqa: E402
 
@@ -70,19 +71,6 @@ def python_relocated(prefix, version):
     except OSError:
         return True
     return Path(built.strip()).resolve() != Path(prefix).resolve()
-
-
-def world_traversable(path):
-    """True if every directory up to `path` lets other users in (httpd's
-    children run as www-data when the tests run as root)."""
-    p = Path(path).resolve()
-    for d in [p, *p.parents]:
-        try:
-            if not d.stat().st_mode & 0o001:
-                return False
-        except OSError:
-            return False
-    return True
 
 
 def app(scenario, name="app.wsgi"):
