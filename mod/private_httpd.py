@@ -36,8 +36,9 @@ BAD_LOG_LINE = re.compile(
     r"|Fatal Python error|Segmentation fault|exit signal|core dumped|AddressSanitizer"
     r"|runtime error:|LeakSanitizer|ThreadSanitizer|Aborted \(")
 # The templates' process pools are deliberately small, so httpd may note at
-# error level that all its workers are busy: a capacity notice, not a failure.
-ALWAYS_ALLOWED = (r"AH00161: server reached MaxRequestWorkers", r"AH00484: server reached MaxRequestWorkers")
+# error level that all its workers are busy: a capacity notice, not a failure
+# (prefork AH00161, worker AH00286, event AH00484).
+ALWAYS_ALLOWED = (r"AH00(?:161|286|484): server reached MaxRequestWorkers",)
 # Startup problems worth retrying with another port.
 PORT_IN_USE = re.compile(r"could not bind|Address already in use")
 
