@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdarg>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -19,6 +20,7 @@ struct interp_record;
 
 // Log through the host's sink; printf-style.  Any thread, any GIL state.
 void log(int level, const char* fmt, ...) noexcept __attribute__((format(printf, 2, 3)));
+void vlog(int level, const char* fmt, va_list ap) noexcept;
 
 // With the GIL held and an exception set: log it at `level` with its
 // traceback, prefixed by `what`, and clear it.

@@ -126,7 +126,6 @@ PyType_Spec handle_spec = {
 
 PyObject* raise_status(int rc) {
     switch (rc) {
-        case PYINTERP_ERR_NOMEM: return PyErr_NoMemory();
         case PYINTERP_ERR_NOT_FOUND:
             PyErr_SetString(PyExc_RuntimeError, "pyinterp: this interpreter was not created through pyinterp");
             return nullptr;
@@ -138,8 +137,7 @@ PyObject* raise_status(int rc) {
             PyErr_Format(PyExc_RuntimeError, "pyinterp: the loop is not running (%s)", pyinterp_strerror(rc));
             return nullptr;
         default:
-            PyErr_Format(PyExc_RuntimeError, "pyinterp: %s", pyinterp_strerror(rc));
-            return nullptr;
+            return pyinterp_set_pyerr(rc);
     }
 }
 
@@ -270,6 +268,24 @@ const pyinterp_capi k_capi = {
     pyinterp_loop_cancel,
     pyinterp_loop_handle_state,
     pyinterp_loop_handle_free,
+    // version 2
+    pyinterp_set_pyerr,
+    pyinterp_log,
+    pyinterp_supports_own_gil,
+    pyinterp_interp_create,
+    pyinterp_interp_find,
+    pyinterp_interp_end,
+    pyinterp_view_main,
+    pyinterp_view_own_gil,
+    pyinterp_guard_new,
+    pyinterp_guard_free,
+    pyinterp_enter_guarded,
+    pyinterp_thread_release,
+    pyinterp_thread_is_attached,
+    pyinterp_loop_new,
+    pyinterp_loop_stop,
+    pyinterp_loop_free,
+    pyinterp_loop_threads,
 };
 
 // ------------------------------------------------------------ module

@@ -2,6 +2,7 @@
 // counting, and starting and finalizing Python.
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "compat.h"
@@ -36,16 +37,28 @@ runtime& rt() noexcept {
     return *r;
 }
 
-void log(int level, const char* fmt, ...) noexcept {
+void vlog(int level, const char* fmt, va_list ap) noexcept {
     log_sink& s = sink();
     pyinterp_log_fn fn = s.fn.load(std::memory_order_acquire);
     if (fn == nullptr || level < s.min_level.load(std::memory_order_relaxed)) return;
     char buf[1024];
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    // Longer than the buffer: format once more into one that fits (a message
+    // is never cut unless memory runs out).
+    char* big = n >= int(sizeof buf) ? static_cast<char*>(std::malloc(size_t(n) + 1)) : nullptr;
+    if (big != nullptr) vsnprintf(big, size_t(n) + 1, fmt, again);
+    va_end(again);
+    fn(level, big != nullptr ? big : buf, s.user.load(std::memory_order_relaxed));
+    std::free(big);
+}
+
+void log(int level, const char* fmt, ...) noexcept {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vlog(level, fmt, ap);
     va_end(ap);
-    fn(level, buf, s.user.load(std::memory_order_relaxed));
 }
 
 void log_python_error(int level, const char* what) noexcept {
@@ -216,6 +229,14 @@ void pyinterp_set_log_callback(pyinterp_log_fn fn, int min_level, void* user) {
     s.user.store(user, std::memory_order_relaxed);
     s.min_level.store(min_level, std::memory_order_relaxed);
     s.fn.store(fn, std::memory_order_release);
+}
+
+void pyinterp_log(int level, const char* format, ...) {
+    if (format == nullptr) return;
+    va_list ap;
+    va_start(ap, format);
+    vlog(level, format, ap);
+    va_end(ap);
 }
 
 int pyinterp_supports_own_gil(void) {

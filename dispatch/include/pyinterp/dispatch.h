@@ -122,9 +122,33 @@ typedef void (*pyinterp_log_fn)(int level, const char *message, void *user);
 /**
  * Install the log sink (NULL discards every message, the default) and the
  * lowest level passed to it.  No GIL needed; call it before other threads use
- * the library.
+ * the library.  For hosts: an extension module logs with pyinterp_log() and
+ * leaves the sink to the program that embeds Python.
+ *
+ * Every message names its origin in its first words ("pyinterp: ..." for the
+ * library's own, the extension's name for pyinterp_log() calls): a sink adds
+ * the level and whatever its destination needs, not a second name.
+
  */
 PYINTERP_API void pyinterp_set_log_callback(pyinterp_log_fn fn, int min_level, void *user);
+
+#if defined(__GNUC__)
+#define PYINTERP_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define PYINTERP_PRINTF(fmt, args)
+#endif
+
+/**
+ * Log a message through the sink the host installed, so that an extension's
+ * messages go where the library's go (the httpd error log under
+ * mod_pyinterp, standard error for the `pyinterp` extension module in a
+ * plain python).  printf-style; begin the message with the name of what
+ * logs it ("ticker: thread stopped: ...").  No length limit.
+ *
+ * Any thread, any GIL state, but never from inside a log sink.  Nothing
+ * happens when no sink is installed or `level` is below the sink's minimum.
+ */
+PYINTERP_API void pyinterp_log(int level, const char *format, ...) PYINTERP_PRINTF(2, 3);
 
 /* --------------------------------------------------------------- runtime */
 
@@ -176,6 +200,24 @@ PYINTERP_API int pyinterp_finalize(void);
 /** Non-zero when the Python this library was built against is 3.12+ and so
     supports interpreters with their own GIL. No GIL needed. */
 PYINTERP_API int pyinterp_supports_own_gil(void);
+
+/**
+ * Raise the Python exception that matches `status`, for C functions called
+ * from Python:
+ *
+ *     if (rc != PYINTERP_OK) return pyinterp_set_pyerr(rc);
+ *
+ * PYINTERP_ERR_NOMEM raises MemoryError, _INVALID ValueError, _TIMEOUT
+ * TimeoutError, _UNSUPPORTED NotImplementedError; every other error raises
+ * RuntimeError("pyinterp: <pyinterp_strerror(status)> (<status name>)").
+ * PYINTERP_ERR_PYTHON keeps an exception that is already set (the
+ * callback functions log and clear theirs, so usually there is none and
+ * RuntimeError is raised).  PYINTERP_OK is a caller bug: SystemError.
+ *
+ * GIL held, in the interpreter the exception is for.
+ * @return NULL, always.
+ */
+PYINTERP_API struct _object *pyinterp_set_pyerr(int status);
 
 /* ---------------------------------------------------------- interpreters */
 

@@ -43,11 +43,17 @@
  *    per interpreter (a module's exec slot is the place) and keep the
  *    pointer, e.g. in module state.  Every entry behaves exactly like the
  *    function of the same name in dispatch.h and loop.h.
+ *
+ *    An extension that links only these headers (CMake: pyinterp::headers)
+ *    and uses the table works in every process that provides the `pyinterp`
+ *    module: mod_pyinterp, a host registering PyInit_pyinterp, or a plain
+ *    python3 with pyinterp's extension module installed.
  */
 #ifndef PYINTERP_MODULE_H
 #define PYINTERP_MODULE_H
 
 #include <Python.h>
+#include <stddef.h>
 
 #include "pyinterp/dispatch.h"
 #include "pyinterp/loop.h"
@@ -66,14 +72,36 @@ PyMODINIT_FUNC PyInit_pyinterp(void);
 #define PYINTERP_CAPI_NAME "pyinterp._C_API"
 
 /** Version of the table; grows when entries are appended. */
-#define PYINTERP_CAPI_VERSION 1
+#define PYINTERP_CAPI_VERSION 2
 
-/** The C API table behind the capsule.  Entries are only ever appended. */
+/**
+ * The oldest table version this extension accepts, for
+ * pyinterp_capi_import().  By default the version of this header, so that
+ * every entry below is present.  An extension that must also load under an
+ * older library defines it lower before including this header and checks
+ * PYINTERP_CAPI_HAS() before using a newer entry.
+ */
+#ifndef PYINTERP_CAPI_MIN_VERSION
+#define PYINTERP_CAPI_MIN_VERSION PYINTERP_CAPI_VERSION
+#endif
+
+/**
+ * The C API table behind the capsule.  Entries are only ever appended, and
+ * each behaves exactly like the function of the same name in dispatch.h
+ * and loop.h (api->enter is pyinterp_enter, and so on), with the same GIL
+ * rules and status codes.
+ *
+ * Not in the table, because they belong to the program that embeds Python:
+ * pyinterp_initialize, pyinterp_finalize, pyinterp_set_log_callback,
+ * pyinterp_loop_set_default_threads.
+ */
 typedef struct pyinterp_capi {
     /** PYINTERP_CAPI_VERSION of the library that filled it. */
     int version;
     /** sizeof(pyinterp_capi) of the library that filled it. */
     size_t size;
+
+    /* ---- version 1 */
 
     const char *(*strerror)(int status);
 
@@ -105,18 +133,56 @@ typedef struct pyinterp_capi {
     int (*loop_cancel)(pyinterp_loop_handle *handle);
     int (*loop_handle_state)(const pyinterp_loop_handle *handle);
     void (*loop_handle_free)(pyinterp_loop_handle *handle);
+
+    /* ---- version 2 */
+
+    /* status, logging (dispatch.h) */
+    PyObject *(*set_pyerr)(int status);
+    void (*log)(int level, const char *format, ...) PYINTERP_PRINTF(2, 3);
+    int (*supports_own_gil)(void);
+
+    /* interpreters and views (dispatch.h) */
+    int (*interp_create)(const char *name, const pyinterp_interp_config *config, pyinterp_view **out);
+    int (*interp_find)(const char *name, pyinterp_view **out);
+    int (*interp_end)(const pyinterp_view *view, int timeout_ms);
+    int (*view_main)(pyinterp_view **out);
+    int (*view_own_gil)(const pyinterp_view *view);
+
+    /* guards, entries, threads (dispatch.h) */
+    int (*guard_new)(const pyinterp_view *view, pyinterp_guard **out);
+    void (*guard_free)(pyinterp_guard *guard);
+    int (*enter_guarded)(const pyinterp_guard *guard, pyinterp_token *token);
+    int (*thread_release)(void);
+    int (*thread_is_attached)(void);
+
+    /* loops of the extension's own (loop.h) */
+    int (*loop_new)(const pyinterp_loop_config *config, pyinterp_loop **out);
+    int (*loop_stop)(pyinterp_loop *loop);
+    void (*loop_free)(pyinterp_loop *loop);
+    int (*loop_threads)(const pyinterp_loop *loop);
 } pyinterp_capi;
 
 /**
+ * Non-zero if the table `api` has the entry `member`: for extensions that
+ * set PYINTERP_CAPI_MIN_VERSION below PYINTERP_CAPI_VERSION.
+ */
+#define PYINTERP_CAPI_HAS(api, member) \
+    ((api)->size >= offsetof(pyinterp_capi, member) + sizeof((api)->member))
+
+/**
  * Import the `pyinterp` module (if needed) and return its C API table, or
- * NULL with an exception set (ImportError, or RuntimeError for a table
- * older than this header).  GIL held, in the interpreter that will use it.
+ * NULL with an exception set: ImportError (no `pyinterp` module, or one
+ * that refused to load), or RuntimeError for a table older than
+ * PYINTERP_CAPI_MIN_VERSION.  GIL held, in the interpreter that will use it.
  */
 static inline const pyinterp_capi *pyinterp_capi_import(void)
 {
     const pyinterp_capi *api = (const pyinterp_capi *)PyCapsule_Import(PYINTERP_CAPI_NAME, 0);
-    if (api != NULL && (api->version < PYINTERP_CAPI_VERSION || api->size < sizeof(pyinterp_capi))) {
-        PyErr_SetString(PyExc_RuntimeError, "pyinterp._C_API is older than the pyinterp/module.h used to build this module");
+    if (api != NULL && api->version < PYINTERP_CAPI_MIN_VERSION) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "pyinterp._C_API is version %d; this module was built for version %d or newer "
+                     "(pyinterp/module.h of a newer pyinterp)",
+                     api->version, PYINTERP_CAPI_MIN_VERSION);
         return NULL;
     }
     return api;
