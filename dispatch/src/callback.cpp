@@ -70,13 +70,13 @@ int pyinterp_callback_new(PyObject* callable, pyinterp_callback** out) {
     if (out == nullptr) return PYINTERP_ERR_INVALID;
     *out = nullptr;
     if (!rt().initialized.load()) return PYINTERP_ERR_NOT_INITIALIZED;
-    PyThreadState* ts = attached_tstate();
-    if (ts == nullptr) return PYINTERP_ERR_STATE;
-    if (callable == nullptr || !PyCallable_Check(callable)) return PYINTERP_ERR_INVALID;
-    interp_record* r = record_for_current(ts);
-    if (r != nullptr) record_ref(r);
-    else r = find_record_by_interp(ts->interp);
-    if (r == nullptr) return PYINTERP_ERR_NOT_FOUND;
+    interp_record* r;
+    int rc = current_record(&r);
+    if (rc != PYINTERP_OK) return rc;
+    if (callable == nullptr || !PyCallable_Check(callable)) {
+        record_unref(r);
+        return PYINTERP_ERR_INVALID;
+    }
     auto* cb = new (std::nothrow) callback_impl;
     if (cb == nullptr) {
         record_unref(r);

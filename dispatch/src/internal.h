@@ -149,6 +149,12 @@ runtime& rt() noexcept;
 // Find the record for a live PyInterpreterState, with a new reference.
 interp_record* find_record_by_interp(PyInterpreterState* interp) noexcept;
 
+// For functions that require a GIL held: the record of the interpreter the
+// calling thread is attached to, with a new reference (registry.cpp).
+// PYINTERP_ERR_STATE if no thread state is attached, PYINTERP_ERR_NOT_FOUND
+// for an interpreter this library did not create.
+int current_record(interp_record** out) noexcept;
+
 // The teardown protocol shared by pyinterp_interp_end and pyinterp_finalize:
 // mark `r` ending, wait for entries and guards, delete every thread's cached
 // thread state.  For a subinterpreter, also end it.  See registry.cpp.
@@ -173,6 +179,17 @@ void loop_reopen_default() noexcept;
 
 // True when the host installed a log sink (runtime.cpp).
 bool log_sink_installed() noexcept;
+
+// ----- which copy of the library manages an interpreter (ownership.cpp)
+
+enum class interp_owner { none, this_copy, other_copy };
+
+// Mark the current interpreter as managed by this copy.  GIL held.  -1 if
+// the mark could not be set (no exception left set).
+int mark_current_interpreter() noexcept;
+
+// Who marked the current interpreter.  GIL held.
+interp_owner current_interpreter_owner() noexcept;
 
 }  // namespace pyinterp::detail
 

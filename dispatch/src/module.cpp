@@ -299,6 +299,20 @@ void log_to_stderr(int level, const char* message, void*) {
 }
 
 int exec_module(PyObject* module) {
+    if (current_interpreter_owner() == interp_owner::other_copy) {
+        // This binary is a second copy of the library (see ownership.cpp).
+        PyObject* file = PyModule_GetFilenameObject(module);
+        if (file == nullptr) PyErr_Clear();
+        PyErr_Format(PyExc_ImportError,
+                     "pyinterp: this interpreter is managed by another copy of the pyinterp library (linked into "
+                     "the program that embeds Python, or into another extension module); the `pyinterp` module "
+                     "at %R is a second copy that knows none of its interpreters. A program that links the "
+                     "library registers its own module before starting Python: "
+                     "PyImport_AppendInittab(\"pyinterp\", PyInit_pyinterp)",
+                     file != nullptr ? file : Py_None);
+        Py_XDECREF(file);
+        return -1;
+    }
     // Host mode (or an earlier import) started the runtime already; checked
     // first so that an import during interpreter creation never waits on
     // pyinterp_initialize()'s lock.

@@ -228,6 +228,7 @@ int start_interpreter(interp_record* rec, bool own) noexcept {
         leave(main_token);
         return PYINTERP_ERR_CREATE;
     }
+    mark_current_interpreter();  // ts is current
     apply_python_path();
     rec->interp = ts->interp;
     rec->id = PyInterpreterState_GetID(ts->interp);
@@ -242,6 +243,31 @@ int start_interpreter(interp_record* rec, bool own) noexcept {
 }
 
 }  // namespace
+
+int current_record(interp_record** out) noexcept {
+    *out = nullptr;
+    PyThreadState* ts = attached_tstate();
+    if constexpr (k_current_is_global) {
+        // 3.11: attached_tstate() recognises only the thread states the
+        // library knows to be this thread's, because CPython's current
+        // thread state is the GIL holder's, not the caller's (compat.h).
+        // The callers of this function require the GIL, so a current thread
+        // state created on this thread is the caller's: one made by other
+        // code, for an interpreter this library may not know (created with
+        // Py_NewInterpreter, say).
+        if (ts == nullptr) {
+            PyThreadState* g = raw_current_tstate();
+            if (g != nullptr && g->thread_id == PyThread_get_thread_ident()) ts = g;
+        }
+    }
+    if (ts == nullptr) return PYINTERP_ERR_STATE;
+    interp_record* r = record_for_current(ts);
+    if (r != nullptr) record_ref(r);
+    else r = find_record_by_interp(ts->interp);
+    if (r == nullptr) return PYINTERP_ERR_NOT_FOUND;
+    *out = r;
+    return PYINTERP_OK;
+}
 
 int end_record(interp_record* r, int timeout_ms) noexcept {
     if (thread_is_inside(r)) return PYINTERP_ERR_STATE;
@@ -385,14 +411,10 @@ int pyinterp_view_current(pyinterp_view** out) {
     if (out == nullptr) return PYINTERP_ERR_INVALID;
     *out = nullptr;
     if (!rt().initialized.load()) return PYINTERP_ERR_NOT_INITIALIZED;
-    PyThreadState* ts = attached_tstate();
-    if (ts == nullptr) return PYINTERP_ERR_STATE;
-    interp_record* r = record_for_current(ts);
-    if (r != nullptr) record_ref(r);
-    else r = find_record_by_interp(ts->interp);
-    if (r == nullptr) return PYINTERP_ERR_NOT_FOUND;
-    *out = as_view(r);
-    return PYINTERP_OK;
+    interp_record* r;
+    int rc = current_record(&r);
+    if (rc == PYINTERP_OK) *out = as_view(r);
+    return rc;
 }
 
 int pyinterp_view_main(pyinterp_view** out) {

@@ -212,7 +212,7 @@ const char* pyinterp_strerror(int status) {
         case PYINTERP_ERR_INVALID: return "invalid argument";
         case PYINTERP_ERR_NOT_INITIALIZED: return "pyinterp runtime not initialised";
         case PYINTERP_ERR_GONE: return "interpreter is ending or has ended";
-        case PYINTERP_ERR_EXISTS: return "an interpreter with that name exists";
+        case PYINTERP_ERR_EXISTS: return "already exists (an interpreter with that name, or another copy of the library)";
         case PYINTERP_ERR_NOT_FOUND: return "interpreter not found";
         case PYINTERP_ERR_UNSUPPORTED: return "not supported by this Python version";
         case PYINTERP_ERR_PYTHON: return "Python raised an exception (logged)";
@@ -256,7 +256,13 @@ int pyinterp_initialize(const pyinterp_config* config) {
         if (rc != PYINTERP_OK) return rc;
     } else if (attached_tstate() == nullptr) {
         return PYINTERP_ERR_STATE;
+    } else if (current_interpreter_owner() == interp_owner::other_copy) {
+        log(PYINTERP_LOG_ERROR,
+            "pyinterp: another copy of the pyinterp library already manages this process's interpreters; "
+            "use that one (the `pyinterp` module's C API capsule, pyinterp/module.h) instead of linking a second");
+        return PYINTERP_ERR_EXISTS;
     }
+    mark_current_interpreter();
     interp_record* main;
     try {
         main = make_main_record();

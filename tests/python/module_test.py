@@ -119,6 +119,21 @@ def test_sqlite_changes():
                    ("DELETE", "t", 2, True)], got
 
 
+def test_a_second_copy_of_the_library_is_refused():
+    # An extension that links its own copy of the library and starts it in
+    # extension mode, after `pyinterp` (the first copy) took the interpreter.
+    sys.path.insert(0, os.environ["PYINTERP_TEST_FIXTURES"])
+    try:
+        import second_copy  # noqa: F401
+        raise AssertionError("a second copy of the library started")
+    except ImportError as e:
+        assert str(e).startswith("second_copy: pyinterp_initialize: already exists (an interpreter with that "
+                                 "name, or another copy of the library) (-4)"), e
+    finally:
+        sys.path.pop(0)
+    assert pyinterp.interpreter() == ("main", 0, False), pyinterp.interpreter()
+
+
 def main():
     tests = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
     for t in tests:

@@ -207,3 +207,44 @@ TEST(Log, HostSinkReceivesLibraryMessages) {
     view a = test::make_interp("logged");
     EXPECT_TRUE(test::log_capture::contains("created interpreter 'logged'"));
 }
+
+namespace {
+PyObject* py_identity(PyObject*, PyObject* arg) {
+    return Py_NewRef(arg);
+}
+PyMethodDef identity_def = {"identity", py_identity, METH_O, nullptr};
+}  // namespace
+
+TEST(Views, AnInterpreterTheLibraryDidNotCreateIsNotFoundOnEveryVersion) {
+    // Made with Py_NewInterpreter(), as code that manages interpreters of its
+    // own would.  On 3.11 the library cannot recognise such a thread state as
+    // this thread's by its own bookkeeping (facts: the current thread state
+    // is global there); the functions that require a GIL must still answer
+    // NOT_FOUND, not STATE.
+    view m = view::main();
+    scoped_enter in(m);
+    ASSERT_TRUE(in);
+    PyThreadState* main_ts = PyThreadState_Get();
+    PyThreadState* sub = Py_NewInterpreter();
+    ASSERT_NE(sub, nullptr);
+    ASSERT_EQ(PyThreadState_Get(), sub);
+    pyinterp_view* v = nullptr;
+    EXPECT_EQ(pyinterp_view_current(&v), PYINTERP_ERR_NOT_FOUND);
+    EXPECT_EQ(v, nullptr);
+    PyObject* fn = PyCFunction_New(&identity_def, nullptr);
+    ASSERT_NE(fn, nullptr);
+    pyinterp_callback* cb = nullptr;
+    EXPECT_EQ(pyinterp_callback_new(fn, &cb), PYINTERP_ERR_NOT_FOUND);
+    EXPECT_EQ(cb, nullptr);
+    Py_DECREF(fn);
+    // The `pyinterp` module says so too: no group name.
+    EXPECT_TRUE(test::exec("import pyinterp\nunmanaged = pyinterp.interpreter()"));
+    EXPECT_EQ(test::eval_str("unmanaged[0], unmanaged[2]"), "(None, None)");
+    EXPECT_EQ(test::eval_long("unmanaged[1]"), PyInterpreterState_GetID(sub->interp));
+    // Portable end (facts §3.5).
+    Py_EndInterpreter(sub);
+    PyThreadState_Swap(main_ts);
+    EXPECT_EQ(pyinterp_view_current(&v), PYINTERP_OK);
+    EXPECT_EQ(pyinterp_view_id(v), 0);
+    pyinterp_view_free(v);
+}

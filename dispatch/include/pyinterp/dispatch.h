@@ -79,7 +79,8 @@ typedef enum pyinterp_status {
     PYINTERP_ERR_NOT_INITIALIZED = -2,
     /** The interpreter is ending or gone; nothing was run in it. */
     PYINTERP_ERR_GONE = -3,
-    /** An interpreter with that name exists already. */
+    /** An interpreter with that name exists already; or (initialize)
+        another copy of this library already runs in the process. */
     PYINTERP_ERR_EXISTS = -4,
     /** No interpreter with that name, or the current one is not managed. */
     PYINTERP_ERR_NOT_FOUND = -5,
@@ -179,9 +180,20 @@ typedef struct pyinterp_config {
  * holds it on return; the library registers itself to tear down its thread
  * states when Python finalizes.  Calling it again is a cheap no-op.
  *
+ * A process has one copy of the library, whose state every interpreter
+ * shares: extension modules reach it through the `pyinterp` module's C API
+ * capsule (module.h), not by linking a copy of their own.  Every interpreter
+ * the library creates or attaches to is marked as managed by this copy;
+ * extension mode refuses to start in an interpreter marked by another copy,
+ * and so does the `pyinterp` extension module (ImportError), which is what
+ * happens when a host that links the library forgets to register
+ * PyInit_pyinterp and `import pyinterp` finds the extension module instead.
+ *
  * @param config  options, or NULL for defaults (ignored in extension mode)
  * @return PYINTERP_OK, PYINTERP_ERR_CREATE (Python failed to start; logged),
- *         PYINTERP_ERR_STATE (extension mode without the GIL).
+ *         PYINTERP_ERR_STATE (extension mode without the GIL),
+ *         PYINTERP_ERR_EXISTS (extension mode: another copy of the library
+ *         manages the current interpreter; logged).
  */
 PYINTERP_API int pyinterp_initialize(const pyinterp_config *config);
 
