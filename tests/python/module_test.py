@@ -14,6 +14,7 @@ import time
 
 import pyinterp
 import sqlite_changes
+import ticker
 
 
 def wait_for(pred, timeout=10.0):
@@ -117,6 +118,34 @@ def test_sqlite_changes():
             pass
     assert got == [("INSERT", "t", 1, True), ("INSERT", "t", 2, True), ("UPDATE", "t", 1, True),
                    ("DELETE", "t", 2, True)], got
+
+
+def test_ticker():
+    got = []
+    main_thread = threading.get_ident()
+
+    def on_tick(n):
+        got.append((n, threading.get_ident() != main_thread))
+        if n == 3:
+            t.stop()  # from inside the callback, on the ticker's own thread
+
+    t = ticker.start(on_tick, 0.002)
+    other = ticker.start(lambda n: None, 0.001)
+    assert wait_for(lambda: not t.running), got
+    assert got == [(1, True), (2, True), (3, True)], got
+    assert wait_for(lambda: other.ticks >= 10), other.ticks
+    assert ticker.running() == 1
+    other.stop()  # joins, with the GIL released
+    assert not other.running and ticker.running() == 0
+    assert wait_for(lambda: ticker.threads() == 0), ticker.threads()
+    # Python exits with a ticker still running: the module's m_free joins it.
+    rc, out, err = run_child(
+        "import ticker, time\n"
+        "calls = []\n"
+        "t = ticker.start(calls.append, 0.001)\n"
+        "while len(calls) < 5: time.sleep(0.001)\n"
+        "print('ticking', ticker.threads())\n")
+    assert rc == 0 and out == "ticking 1\n" and err == "", (rc, out, err)
 
 
 def test_a_second_copy_of_the_library_is_refused():
