@@ -180,6 +180,25 @@ void loop_reopen_default() noexcept;
 // True when the host installed a log sink (runtime.cpp).
 bool log_sink_installed() noexcept;
 
+// ----- debugging aid for joins that deadlock (gil_wait_watch.cpp)
+
+// Reads whether Python runs in development mode (GIL held; at initialize).
+void gil_wait_watch_configure() noexcept;
+
+// Around a wait for `r`'s GIL in order to delete a cached thread state: in
+// debug builds and in Python's development mode, a wait that lasts seconds
+// is logged as the likely deadlocking join.  Any thread, no GIL.
+class gil_wait_watch {
+public:
+    explicit gil_wait_watch(const interp_record* r) noexcept;
+    ~gil_wait_watch();
+    gil_wait_watch(const gil_wait_watch&) = delete;
+    gil_wait_watch& operator=(const gil_wait_watch&) = delete;
+
+private:
+    const void* entry_ = nullptr;  // its registration, or nullptr
+};
+
 // ----- which copy of the library manages an interpreter (ownership.cpp)
 
 enum class interp_owner { none, this_copy, other_copy };

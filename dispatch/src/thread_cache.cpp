@@ -182,7 +182,10 @@ void dispose_own(cached_tstate* e) noexcept {
     if (r->live()) {
         PyThreadState* ts = e->tstate;
         PyThreadState* saved = gilstate_bound();
-        PyEval_AcquireThread(ts);
+        {
+            gil_wait_watch watch(r);  // a join holding this GIL never ends
+            PyEval_AcquireThread(ts);
+        }
         PyThreadState_Clear(ts);
         // Restore the binding first so that deleting ts never clears it.
         gilstate_bind(saved == ts ? nullptr : saved);

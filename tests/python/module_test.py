@@ -148,6 +148,35 @@ def test_ticker():
     assert rc == 0 and out == "ticking 1\n" and err == "", (rc, out, err)
 
 
+def test_a_deadlocking_join_is_named_in_development_mode():
+    # bad_join.join(fn, False) joins a thread that entered the interpreter
+    # while holding the GIL: the thread needs that GIL to delete its thread
+    # state as it ends, so neither moves.  In Python's development mode the
+    # library says so (here through the extension-mode sink, standard error).
+    env = dict(os.environ, PYTHONPATH=os.environ["PYTHONPATH"] + os.pathsep + os.environ["PYINTERP_TEST_FIXTURES"])
+    code = "import pyinterp, bad_join\nprint('joined', bad_join.join(lambda: None, %s), flush=True)\n"
+    # The right way: joined with the GIL released, nothing logged.
+    p = subprocess.run([sys.executable, "-X", "dev", "-c", code % "True"], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert (p.returncode, p.stdout, p.stderr) == (0, "joined 0\n", ""), p
+    # The wrong way.
+    p = subprocess.Popen([sys.executable, "-X", "dev", "-c", code % "False"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(p.stderr.readline, "")), daemon=True)
+        reader.start()
+        assert wait_for(lambda: any("deadlocked" in line for line in lines), timeout=60), lines
+        assert p.poll() is None, "the process was expected to hang"
+    finally:
+        p.kill()
+        p.wait()
+        reader.join(10)
+    line = next(line for line in lines if "deadlocked" in line)
+    assert "for the GIL of interpreter 'main' to delete its thread state" in line, line
+    assert "join threads that entered an interpreter with the GIL released (Py_BEGIN_ALLOW_THREADS)" in line, line
+
+
 def test_a_second_copy_of_the_library_is_refused():
     # An extension that links its own copy of the library and starts it in
     # extension mode, after `pyinterp` (the first copy) took the interpreter.
