@@ -33,7 +33,8 @@ static void log_to_stderr(int level, const char *message, void *user)
 {
     static const char *const names[] = {"debug", "info", "warn", "error"};
     (void)user;
-    fprintf(stderr, "[pyinterp %s] %s\n", level >= 0 && level <= 3 ? names[level] : "?", message);
+    /* Messages begin with their origin ("pyinterp: ..."): add the level. */
+    fprintf(stderr, "[%s] %s\n", level >= 0 && level <= 3 ? names[level] : "?", message);
 }
 
 /* A pyinterp_args_fn: runs inside the target interpreter with its GIL held,

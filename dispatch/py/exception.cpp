@@ -1,6 +1,8 @@
 // Exception helpers (see pyinterp/py/exception.h).  GIL held throughout.
 #include "pyinterp/py/exception.h"
 
+#include <cstdio>
+
 namespace pyinterp::py {
 
 ref take_exception() noexcept {
@@ -52,6 +54,20 @@ std::string format_exception(PyObject* exc) noexcept {
     PyErr_Clear();
     while (!text.empty() && text.back() == '\n') text.pop_back();
     return text;
+}
+
+void write_unraisable(const char* where, PyObject* obj) noexcept {
+#if PY_VERSION_HEX >= 0x030D0000
+    // 3.13 made PyErr_FormatUnraisable public and removed the call below.
+    if (obj != nullptr) PyErr_FormatUnraisable("Exception ignored in %s %R", where, obj);
+    else PyErr_FormatUnraisable("Exception ignored in %s", where);
+#else
+    // 3.11 and 3.12 export _PyErr_WriteUnraisableMsg, which puts
+    // "Exception ignored " in front of its message.
+    char in[256];
+    std::snprintf(in, sizeof in, "in %s", where);
+    _PyErr_WriteUnraisableMsg(in, obj);
+#endif
 }
 
 }  // namespace pyinterp::py

@@ -124,7 +124,9 @@ int pyinterp_callback_call(pyinterp_callback* callback, pyinterp_args_fn make_ar
         if (!result) {
             if (!PyErr_Occurred())
                 PyErr_SetString(PyExc_SystemError, "pyinterp: callback failed without an exception");
-            log_python_error(PYINTERP_LOG_ERROR, "pyinterp: exception in callback");
+            // Where the host logs, or where Python reports what it cannot raise.
+            if (log_sink_installed()) log_python_error(PYINTERP_LOG_ERROR, "pyinterp: exception in callback");
+            else py::write_unraisable("pyinterp callback", cb->callable);
             rc = PYINTERP_ERR_PYTHON;
         }
     }

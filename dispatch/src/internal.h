@@ -177,8 +177,14 @@ void loop_interp_ending(interp_record* r) noexcept;
 void loop_shutdown_default() noexcept;
 void loop_reopen_default() noexcept;
 
-// True when the host installed a log sink (runtime.cpp).
+// True when the host installed a log sink (runtime.cpp): one set with
+// pyinterp_set_log_callback(), not the extension module's fallback.
 bool log_sink_installed() noexcept;
+
+// The `pyinterp` extension module's sink when no host installed one (plain
+// python: standard error).  Python exceptions of callbacks still go to
+// sys.unraisablehook while only this one is installed.
+void set_fallback_log_callback(pyinterp_log_fn fn, int min_level) noexcept;
 
 // ----- debugging aid for joins that deadlock (gil_wait_watch.cpp)
 

@@ -291,11 +291,13 @@ const pyinterp_capi k_capi = {
 // ------------------------------------------------------------ module
 
 // Extension mode without a host: nobody else will show the library's
-// warnings and errors (a failing callback's traceback among them).  Any
-// thread, possibly with a GIL held: plain stdio only.
+// warnings and errors (a failing callback's traceback goes to
+// sys.unraisablehook instead).  Any thread, possibly with a GIL held: plain
+// stdio only.
 void log_to_stderr(int level, const char* message, void*) {
     static const char* const names[] = {"debug", "info", "warning", "error"};
-    std::fprintf(stderr, "pyinterp %s: %s\n", level >= 0 && level <= 3 ? names[level] : "?", message);
+    // The message names its origin ("pyinterp: ..."); add the level only.
+    std::fprintf(stderr, "[%s] %s\n", level >= 0 && level <= 3 ? names[level] : "?", message);
 }
 
 int exec_module(PyObject* module) {
@@ -322,8 +324,7 @@ int exec_module(PyObject* module) {
             PyErr_Format(PyExc_ImportError, "pyinterp: the runtime failed to start: %s", pyinterp_strerror(rc));
             return -1;
         }
-        if (!rt().host_mode && !log_sink_installed())
-            pyinterp_set_log_callback(log_to_stderr, PYINTERP_LOG_WARN, nullptr);
+        if (!rt().host_mode && !log_sink_installed()) set_fallback_log_callback(log_to_stderr, PYINTERP_LOG_WARN);
     }
     module_state* st = state_of(module);
     st->handle_type = reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &handle_spec, nullptr));

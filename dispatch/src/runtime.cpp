@@ -19,6 +19,9 @@ struct log_sink {
     std::atomic<pyinterp_log_fn> fn{nullptr};
     std::atomic<void*> user{nullptr};
     std::atomic<int> min_level{PYINTERP_LOG_INFO};
+    // Installed by the `pyinterp` extension module for want of a host's
+    // (set_fallback_log_callback): not a host sink.
+    std::atomic<bool> fallback{false};
 };
 
 log_sink& sink() noexcept {
@@ -29,7 +32,15 @@ log_sink& sink() noexcept {
 }  // namespace
 
 bool log_sink_installed() noexcept {
-    return sink().fn.load(std::memory_order_acquire) != nullptr;
+    return sink().fn.load(std::memory_order_acquire) != nullptr && !sink().fallback.load(std::memory_order_relaxed);
+}
+
+void set_fallback_log_callback(pyinterp_log_fn fn, int min_level) noexcept {
+    log_sink& s = sink();
+    s.fallback.store(true, std::memory_order_relaxed);
+    s.user.store(nullptr, std::memory_order_relaxed);
+    s.min_level.store(min_level, std::memory_order_relaxed);
+    s.fn.store(fn, std::memory_order_release);
 }
 
 runtime& rt() noexcept {
@@ -215,7 +226,7 @@ const char* pyinterp_strerror(int status) {
         case PYINTERP_ERR_EXISTS: return "already exists (an interpreter with that name, or another copy of the library)";
         case PYINTERP_ERR_NOT_FOUND: return "interpreter not found";
         case PYINTERP_ERR_UNSUPPORTED: return "not supported by this Python version";
-        case PYINTERP_ERR_PYTHON: return "Python raised an exception (logged)";
+        case PYINTERP_ERR_PYTHON: return "Python raised an exception (reported with its traceback)";
         case PYINTERP_ERR_NOMEM: return "out of memory";
         case PYINTERP_ERR_STATE: return "not allowed in the calling thread's current state";
         case PYINTERP_ERR_TIMEOUT: return "timed out waiting for the interpreter's entries to finish";
@@ -226,6 +237,7 @@ const char* pyinterp_strerror(int status) {
 
 void pyinterp_set_log_callback(pyinterp_log_fn fn, int min_level, void* user) {
     log_sink& s = sink();
+    s.fallback.store(false, std::memory_order_relaxed);
     s.user.store(user, std::memory_order_relaxed);
     s.min_level.store(min_level, std::memory_order_relaxed);
     s.fn.store(fn, std::memory_order_release);

@@ -70,6 +70,23 @@ def test_exception_is_logged_and_loop_goes_on():
     assert "in inner" in err, err
 
 
+def test_exceptions_go_to_unraisablehook():
+    rc, out, err = run_child(
+        "import pyinterp, sys, threading\n"
+        "seen = []\n"
+        "done = threading.Event()\n"
+        "def hook(u):\n"
+        "    seen.append((u.exc_type.__name__, str(u.exc_value), u.err_msg))\n"
+        "    done.set()\n"
+        "sys.unraisablehook = hook\n"
+        "def bad(): raise KeyError('from-the-loop')\n"
+        "pyinterp.call_soon(bad)\n"
+        "assert done.wait(10)\n"
+        "print(seen)\n")
+    assert rc == 0 and err == "", (rc, out, err)
+    assert out.startswith("[('KeyError', \"'from-the-loop'\", 'Exception ignored in pyinterp callback"), out
+
+
 def test_exit_with_pending_calls_is_prompt():
     start = time.monotonic()
     rc, out, err = run_child(
@@ -173,6 +190,7 @@ def test_a_deadlocking_join_is_named_in_development_mode():
         p.wait()
         reader.join(10)
     line = next(line for line in lines if "deadlocked" in line)
+    assert line.startswith("[error] pyinterp: thread "), line  # one name, the message's own
     assert "for the GIL of interpreter 'main' to delete its thread state" in line, line
     assert "join threads that entered an interpreter with the GIL released (Py_BEGIN_ALLOW_THREADS)" in line, line
 

@@ -114,6 +114,53 @@ TEST(Callback, ExceptionIsLoggedWithTracebackAndReported) {
     EXPECT_EQ(test::eval_long("1 + 1"), 2);
 }
 
+TEST(Callback, WithoutAHostSinkExceptionsGoToTheInterpretersUnraisablehook) {
+    view a = test::make_interp("cb_unraisable");
+    view b = test::make_interp("cb_unraisable_other");
+    const char* record =
+        "import sys\n"
+        "seen = []\n"
+        "sys.unraisablehook = lambda u: seen.append((u.exc_type.__name__, str(u.exc_value), u.err_msg,\n"
+        "                                            u.object, u.exc_traceback is not None))\n";
+    for (const view* v : {&a, &b}) {
+        scoped_enter in(*v);
+        ASSERT_TRUE(test::exec(record));
+    }
+    callback cb = test::make_callback(a, "def failing(n):\n    raise ValueError('unraisable-%d' % n)\n", "failing");
+    pyinterp_set_log_callback(nullptr, PYINTERP_LOG_DEBUG, nullptr);  // no host sink
+    int rc = -100;
+    test::on_new_thread([&] {
+        call_ctx c{a.id(), 7};
+        rc = cb.call(build_args, nullptr, &c);
+    });
+    test::log_capture::install();
+    EXPECT_EQ(rc, PYINTERP_ERR_PYTHON);
+    {
+        scoped_enter in(a);
+        ASSERT_TRUE(in);
+        EXPECT_EQ(PyErr_Occurred(), nullptr);
+        EXPECT_EQ(test::eval_long("len(seen)"), 1);
+        EXPECT_EQ(test::eval_str("seen[0][0], seen[0][1], seen[0][4]"), "('ValueError', 'unraisable-7', True)");
+        // CPython's wording: "Exception ignored in ..." naming the callable
+        // (3.11, 3.12: as the hook's object; 3.13: in the message).
+        EXPECT_EQ(test::eval_str("seen[0][2].startswith('Exception ignored in pyinterp callback')"), "True");
+        EXPECT_EQ(test::eval_str("'failing' in seen[0][2] + repr(seen[0][3])"), "True");
+    }
+    {
+        scoped_enter in(b);
+        EXPECT_EQ(test::eval_long("len(seen)"), 0);
+    }
+    // With a host sink again, the sink gets it and the hook does not.
+    test::log_capture::clear();
+    test::on_new_thread([&] {
+        call_ctx c{a.id(), 8};
+        EXPECT_EQ(cb.call(build_args, nullptr, &c), PYINTERP_ERR_PYTHON);
+    });
+    EXPECT_TRUE(test::log_capture::contains("ValueError: unraisable-8", PYINTERP_LOG_ERROR));
+    scoped_enter in(a);
+    EXPECT_EQ(test::eval_long("len(seen)"), 1);
+}
+
 TEST(Callback, BadArgumentsAndResultsAreReported) {
     view a = test::make_interp("cb_args");
     callback cb = test::make_callback(a, "def f(*a):\n    return len(a)\n", "f");

@@ -86,7 +86,8 @@ typedef enum pyinterp_status {
     PYINTERP_ERR_NOT_FOUND = -5,
     /** Not possible with this Python (own GIL before 3.12, for one). */
     PYINTERP_ERR_UNSUPPORTED = -6,
-    /** Python raised an exception; it was logged with its traceback. */
+    /** Python raised an exception; it was reported with its traceback (log
+        sink, or sys.unraisablehook) and cleared. */
     PYINTERP_ERR_PYTHON = -7,
     /** Out of memory. */
     PYINTERP_ERR_NOMEM = -8,
@@ -129,7 +130,13 @@ typedef void (*pyinterp_log_fn)(int level, const char *message, void *user);
  * Every message names its origin in its first words ("pyinterp: ..." for the
  * library's own, the extension's name for pyinterp_log() calls): a sink adds
  * the level and whatever its destination needs, not a second name.
-
+ *
+ * With no sink installed, the library's messages are discarded, except the
+ * Python exceptions raised by callbacks (pyinterp_callback_call, loop
+ * tasks): those go to sys.unraisablehook of the interpreter they were
+ * raised in, as CPython does with exceptions it cannot raise to a caller
+ * (the default hook prints "Exception ignored in pyinterp callback ..." and
+ * the traceback to that interpreter's sys.stderr).
  */
 PYINTERP_API void pyinterp_set_log_callback(pyinterp_log_fn fn, int min_level, void *user);
 
@@ -426,7 +433,8 @@ PYINTERP_API int pyinterp_callback_new(struct _object *callable, pyinterp_callba
  * Enters the interpreter, builds the arguments with `make_args` (NULL: no
  * arguments), calls, hands the result to `on_result` (may be NULL), leaves.
  * A Python exception (from any of the three) is logged at ERROR level with
- * its traceback and cleared.
+ * its traceback, or, with no log sink installed, handed to the
+ * interpreter's sys.unraisablehook; either way it is cleared.
  *
  * @return PYINTERP_OK, PYINTERP_ERR_PYTHON, PYINTERP_ERR_GONE (interpreter
  *         ending or gone; nothing was called), PYINTERP_ERR_INVALID.

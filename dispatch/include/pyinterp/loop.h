@@ -51,8 +51,9 @@
  * Exceptions
  * ----------
  * A Python exception raised by a task (or by its argument builder or result
- * handler) is logged at ERROR level with its traceback through the log
- * callback (dispatch.h) and cleared; the loop goes on with the next task.
+ * handler) is reported like any pyinterp_callback_call() exception (the log
+ * sink at ERROR level, or sys.unraisablehook without one; dispatch.h) and
+ * cleared; the loop goes on with the next task.
  *
  * Threads and the GIL
  * -------------------

@@ -45,4 +45,11 @@ private:
 // (interpreter shutting down, say).  Never raises: leaves no exception set.
 std::string format_exception(PyObject* exc) noexcept;
 
+// Hands the raised exception to sys.unraisablehook of the current
+// interpreter, as CPython does with exceptions it cannot raise to a caller
+// (a __del__, an atexit callback): the hook's err_msg reads
+// "Exception ignored in <where>", and `obj` (may be NULL) is named as its
+// object (3.11, 3.12) or in the message (3.13).  Clears the exception.
+void write_unraisable(const char* where, PyObject* obj) noexcept;
+
 }  // namespace pyinterp::py
