@@ -446,10 +446,16 @@ PYINTERP_API int pyinterp_callback_call(pyinterp_callback *callback, pyinterp_ar
 PYINTERP_API pyinterp_view *pyinterp_callback_view(const pyinterp_callback *callback);
 
 /**
- * Free a callback from any thread, in any GIL state.  The reference to the
- * callable is released inside its interpreter (entering it if needed); if
- * that interpreter has ended, the reference was already released during its
- * teardown.  NULL does nothing.
+ * Free a callback from any thread, in any GIL state.  NULL does nothing.
+ *
+ * While the interpreter is live, the reference to the callable is released
+ * inside it (entering it if needed).  While it is ending (an end is under
+ * way: waiting for entries, or already inside Py_EndInterpreter, where a
+ * module's m_free runs), nothing is entered and no GIL is taken: the
+ * reference is released by the ending thread, with the interpreter's GIL,
+ * during teardown, or was already.  Once it has ended, the reference was
+ * released during its teardown.  So a callback may be freed from a module's
+ * m_free, from a thread that the end is waiting for, or long after.
  */
 PYINTERP_API void pyinterp_callback_free(pyinterp_callback *callback);
 
