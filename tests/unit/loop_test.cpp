@@ -481,14 +481,6 @@ TEST(Loop, RefusesBadArgumentsAndTasksOfEndedInterpreters) {
 
 namespace {
 
-// Waits until `expr` evaluates true in `v` (polling, entering each time).
-bool wait_in(const view& v, const std::string& expr) {
-    return wait_until([&] {
-        scoped_enter in(v);
-        return in && test::eval_long(expr) != 0;
-    });
-}
-
 const char* const k_module_src =
     "import pyinterp\n"
     "info = pyinterp.interpreter()\n"
@@ -513,7 +505,7 @@ TEST(PyinterpModule, CallSoonAndCallLaterRunInTheSchedulingSubinterpreter) {
         EXPECT_EQ(test::eval_long("h.cancelled()"), 1);
     }
     for (auto& v : views) {
-        ASSERT_TRUE(wait_in(v, "len(calls) >= 3"));
+        ASSERT_TRUE(test::wait_in(v, "len(calls) >= 3"));
         std::this_thread::sleep_for(60ms);  // the cancelled one would have run by now
         scoped_enter in(v);
         std::string id = std::to_string(v.id());
@@ -599,7 +591,7 @@ TEST(PyinterpModule, OwnGilInterpretersImportItAndReceiveTheirCalls) {
         if (e.interp != views[size_t(e.value / k_each)].id()) wrong++;
     }
     EXPECT_EQ(wrong, 0);
-    for (auto& v : views) ASSERT_TRUE(wait_in(v, "len(calls) >= 3"));
+    for (auto& v : views) ASSERT_TRUE(test::wait_in(v, "len(calls) >= 3"));
     cbs.clear();
     for (auto& v : views) EXPECT_EQ(v.end(), PYINTERP_OK);
 }

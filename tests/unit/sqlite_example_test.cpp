@@ -15,18 +15,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool wait_in(const view& v, const std::string& expr, std::chrono::milliseconds timeout = 20s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        {
-            scoped_enter in(v);
-            if (in && test::eval_long(expr) != 0) return true;
-        }
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-}
-
 // Imports the example in `v` and starts writes into table `table` of a
 // fresh database in `dir`.
 void start_writes(const view& v, const std::string& dir, const std::string& table) {
@@ -61,7 +49,7 @@ TEST(SqliteExample, ChangesArriveInTheRegisteringInterpreterFromTheWriterThread)
     const char* tables[] = {"ta", "tb"};
     for (size_t k = 0; k < views.size(); ++k) {
         view& v = views[k];
-        ASSERT_TRUE(wait_in(v, "len(changes) >= 5")) << v.name();
+        ASSERT_TRUE(test::wait_in(v, "len(changes) >= 5")) << v.name();
         std::this_thread::sleep_for(20ms);  // nothing more may arrive
         scoped_enter in(v);
         ASSERT_TRUE(test::exec("db.flush()\ndb.close()\n"));

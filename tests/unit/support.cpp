@@ -1,6 +1,7 @@
 #include "support.h"
 
 #include <cstdlib>
+#include <thread>
 
 #include "pyinterp/module.h"
 
@@ -161,6 +162,18 @@ void install_builtin(PyMethodDef* def) {
     ASSERT_TRUE(fn != nullptr && builtins != nullptr);
     ASSERT_EQ(PyDict_SetItemString(builtins, def->ml_name, fn), 0);
     Py_DECREF(fn);
+}
+
+bool wait_in(const pyinterp::view& v, const std::string& expr, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        {
+            pyinterp::scoped_enter in(v);
+            if (in && eval_long(expr) != 0) return true;
+        }
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
 }
 
 void install_probe() {

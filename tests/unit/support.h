@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -63,6 +64,11 @@ pyinterp::callback make_callback(const pyinterp::view& v, const std::string& src
 
 // Installs a C function into the current interpreter's builtins (GIL held).
 void install_builtin(PyMethodDef* def);
+
+// Waits until `expr` is true in `v`'s __main__, entering `v` to look every
+// few milliseconds (no GIL held between looks).  False if `timeout` ran out.
+bool wait_in(const pyinterp::view& v, const std::string& expr,
+             std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
 // A one-shot gate threads wait on without holding any GIL.
 struct latch {

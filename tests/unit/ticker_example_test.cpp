@@ -16,18 +16,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool wait_in(const view& v, const std::string& expr, std::chrono::milliseconds timeout = 30s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        {
-            scoped_enter in(v);
-            if (in && test::eval_long(expr) != 0) return true;
-        }
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-}
-
 long eval_in(const view& v, const std::string& expr) {
     scoped_enter in(v);
     EXPECT_TRUE(in);
@@ -93,7 +81,7 @@ void run_scenario(pyinterp_gil_mode gil) {
         ASSERT_TRUE(test::exec(k_start));
     }
     for (const view& v : views) {
-        ASSERT_TRUE(wait_in(v, "len(ticks) >= 20 and len(own) >= 5")) << v.name();
+        ASSERT_TRUE(test::wait_in(v, "len(ticks) >= 20 and len(own) >= 5")) << v.name();
         check_ticks(v);
     }
     // The self-stopped tickers' threads end on their own (detached).
@@ -128,7 +116,7 @@ void run_scenario(pyinterp_gil_mode gil) {
 
     // B goes on ticking.
     long seen = eval_in(views[1], "len(ticks)");
-    ASSERT_TRUE(wait_in(views[1], "len(ticks) >= " + std::to_string(seen + 10)));
+    ASSERT_TRUE(test::wait_in(views[1], "len(ticks) >= " + std::to_string(seen + 10)));
     check_ticks(views[1]);
     {
         // stop() from Python on another thread: waits for the ticker's thread.
