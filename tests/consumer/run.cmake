@@ -11,8 +11,9 @@
 # 3. extension/: find_package(pyinterp COMPONENTS headers) + pyinterp::headers, a C
 #    extension (the ticker example) that reaches the library through the capsule;
 # 4. the host runs the extension in a subinterpreter;
-# 5. the same host built with the compiler and `pkg-config pyinterp-dispatch` alone;
-# 6. a plain python imports the installed `pyinterp` module and the extension.
+# 5. the same host built in-tree with add_subdirectory(dispatch) (no install);
+# 6. the same host built with the compiler and `pkg-config pyinterp-dispatch` alone;
+# 7. a plain python imports the installed `pyinterp` module and the extension.
 cmake_minimum_required(VERSION 3.22)
 
 foreach(var BUILD_DIR WORK_DIR PYTHON C_COMPILER CXX_COMPILER PYTHON_DIR LIB_DIR SOURCE_ROOT)
@@ -98,6 +99,15 @@ if(NOT out MATCHES "host: [0-9]+ ticks in consumer, none lost")
 endif()
 string(STRIP "${out}" out)
 message(STATUS "consumer: ${out}")
+
+step("host with add_subdirectory(dispatch), no install")
+run(ignored COMMAND ${CMAKE_COMMAND} -S ${here}/subdirectory -B ${WORK_DIR}/subdirectory ${compilers}
+            -DPython3_EXECUTABLE=${PYTHON} -DPYINTERP_DISPATCH_DIR=${SOURCE_ROOT}/dispatch)
+run(ignored COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/subdirectory --target host -j 2)
+run(out COMMAND ${WORK_DIR}/subdirectory/host ${WORK_DIR}/extension)
+if(NOT out MATCHES "host: [0-9]+ ticks in consumer, none lost")
+  message(FATAL_ERROR "subdirectory host printed: ${out}")
+endif()
 
 step("host built with pkg-config pyinterp-dispatch")
 run(pyconf COMMAND ${PYTHON} -c "import sysconfig\nfor v in 'LIBPC', 'LIBDIR': print(sysconfig.get_config_var(v))")
