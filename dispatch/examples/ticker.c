@@ -129,10 +129,12 @@ static void *tick_main(void *arg)
         pthread_mutex_unlock(&t->mu);
 
         /* Enters the interpreter (taking its GIL), calls on_tick(n), leaves.
-         * An exception on_tick raises is logged by pyinterp; ticking goes on. */
-        long n = atomic_load(&t->ticks) + 1;
-        rc = t->api->callback_call(t->callback, tick_args, NULL, &n);
-        if (rc != PYINTERP_ERR_GONE) atomic_store(&t->ticks, n);
+         * An exception on_tick raises is reported by pyinterp (log sink or
+         * sys.unraisablehook); ticking goes on.  Counted before the call, so
+         * that on_tick sees itself in `ticks`. */
+        long n = atomic_fetch_add(&t->ticks, 1) + 1;
+        rc = api->callback_call(t->callback, tick_args, NULL, &n);
+        if (rc == PYINTERP_ERR_GONE) atomic_fetch_sub(&t->ticks, 1); /* nothing was called */
 
         pthread_mutex_lock(&t->mu);
         if (rc != PYINTERP_OK && rc != PYINTERP_ERR_PYTHON) break;
