@@ -186,20 +186,20 @@ bool log_sink_installed() noexcept;
 // sys.unraisablehook while only this one is installed.
 void set_fallback_log_callback(pyinterp_log_fn fn, int min_level) noexcept;
 
-// ----- debugging aid for joins that deadlock (gil_wait_watch.cpp)
+// ----- debugging aid for joins that deadlock (delete_wait_watch.cpp)
 
 // Reads whether Python runs in development mode (GIL held; at initialize).
-void gil_wait_watch_configure() noexcept;
+void delete_wait_watch_configure() noexcept;
 
 // Around a wait for `r`'s GIL in order to delete a cached thread state: in
 // debug builds and in Python's development mode, a wait that lasts seconds
 // is logged as the likely deadlocking join.  Any thread, no GIL.
-class gil_wait_watch {
+class delete_wait_watch {
 public:
-    explicit gil_wait_watch(const interp_record* r) noexcept;
-    ~gil_wait_watch();
-    gil_wait_watch(const gil_wait_watch&) = delete;
-    gil_wait_watch& operator=(const gil_wait_watch&) = delete;
+    explicit delete_wait_watch(const interp_record* r) noexcept;
+    ~delete_wait_watch();
+    delete_wait_watch(const delete_wait_watch&) = delete;
+    delete_wait_watch& operator=(const delete_wait_watch&) = delete;
 
 private:
     const void* entry_ = nullptr;  // its registration, or nullptr

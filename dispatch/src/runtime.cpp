@@ -275,7 +275,7 @@ int pyinterp_initialize(const pyinterp_config* config) {
         return PYINTERP_ERR_EXISTS;
     }
     mark_current_interpreter();
-    gil_wait_watch_configure();
+    delete_wait_watch_configure();
     interp_record* main;
     try {
         main = make_main_record();

@@ -183,7 +183,7 @@ void dispose_own(cached_tstate* e) noexcept {
         PyThreadState* ts = e->tstate;
         PyThreadState* saved = gilstate_bound();
         {
-            gil_wait_watch watch(r);  // a join holding this GIL never ends
+            delete_wait_watch watch(r);  // a join holding this GIL never ends
             PyEval_AcquireThread(ts);
         }
         PyThreadState_Clear(ts);

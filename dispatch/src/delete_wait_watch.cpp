@@ -11,6 +11,7 @@
 // thread state is registered with a watchdog thread, which logs an error
 // naming the likely cause once a wait passes k_report_after.  Elsewhere the
 // watch costs one relaxed load.
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -47,9 +48,20 @@ struct watchdog {
     bool started = false;       // under mu
 };
 
+// Never destroyed: threads may outlive main().  Replaced in a forked child,
+// which has no watchdog thread and may have inherited the mutex locked.
+std::atomic<watchdog*> g_dog{new watchdog};
+
 watchdog& dog() noexcept {
-    static watchdog* w = new watchdog;  // never destroyed: threads may outlive main()
-    return *w;
+    return *g_dog.load(std::memory_order_acquire);
+}
+
+void after_fork_in_child() noexcept {
+    try {
+        g_dog.store(new watchdog, std::memory_order_release);  // the old one leaks
+    } catch (...) {
+        g_enabled.store(false, std::memory_order_relaxed);
+    }
 }
 
 void watch_loop() noexcept {
@@ -85,7 +97,7 @@ void watch_loop() noexcept {
 
 }  // namespace
 
-void gil_wait_watch_configure() noexcept {
+void delete_wait_watch_configure() noexcept {
     if (k_debug_build) return;
     PyObject* flags = PySys_GetObject("flags");  // borrowed
     PyObject* dev = flags != nullptr ? PyObject_GetAttrString(flags, "dev_mode") : nullptr;
@@ -95,12 +107,14 @@ void gil_wait_watch_configure() noexcept {
     g_enabled.store(on > 0, std::memory_order_relaxed);
 }
 
-gil_wait_watch::gil_wait_watch(const interp_record* r) noexcept {
+delete_wait_watch::delete_wait_watch(const interp_record* r) noexcept {
     if (!g_enabled.load(std::memory_order_relaxed)) return;
     watchdog& w = dog();
     try {
         std::lock_guard<std::mutex> lk(w.mu);
         if (!w.started) {
+            static const int at_fork = pthread_atfork(nullptr, nullptr, after_fork_in_child);
+            (void)at_fork;
             std::thread(watch_loop).detach();
             w.started = true;
         }
@@ -112,7 +126,7 @@ gil_wait_watch::gil_wait_watch(const interp_record* r) noexcept {
     }
 }
 
-gil_wait_watch::~gil_wait_watch() {
+delete_wait_watch::~delete_wait_watch() {
     if (entry_ == nullptr) return;
     watchdog& w = dog();
     std::lock_guard<std::mutex> lk(w.mu);
