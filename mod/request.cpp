@@ -35,6 +35,7 @@ app::request_target resolve_target(request_rec* r) noexcept {
     else
         t.script_name = r->uri;
     t.group = group_for_request(r, group, t.script_name);
+    t.url = r->unparsed_uri;
     // httpd's stat of the script for this request: script reloading
     // compares with it instead of calling stat() again.
     constexpr apr_int32_t k_needed = APR_FINFO_MTIME | APR_FINFO_SIZE;

@@ -28,6 +28,23 @@ std::string interpreter_name(const char* group) {
     return name;
 }
 
+// Registers a round's request in the registry for the scope's lifetime:
+// made right after entering the interpreter and gone before leaving it, the
+// GIL held both times (inflight.h).
+class registered {
+public:
+    registered(inflight_registry& reg, inflight_request* job, const pyinterp::view& v) noexcept : reg_(reg), job_(job) {
+        reg_.add(job_, v);
+    }
+    ~registered() { reg_.remove(job_); }
+    registered(const registered&) = delete;
+    registered& operator=(const registered&) = delete;
+
+private:
+    inflight_registry& reg_;
+    inflight_request* job_;
+};
+
 // Counts a run as in flight for its lifetime.
 class counted {
 public:
@@ -88,7 +105,7 @@ bool executor::prepare(interp_state* st) noexcept {
 // One round: enter `v`, load, serve.  False when the entry was refused
 // (out->result says why); the GIL is held only inside.
 bool executor::run_in(const pyinterp::view& v, const request_target& t, const protocol& p, void* request,
-                      round* out) noexcept {
+                      inflight_request* job, round* out) noexcept {
     log_sink to{p.log != nullptr ? p.log : opt_.log.fn, p.log != nullptr ? request : opt_.log.user};
     pyinterp::scoped_enter in(v);
     if (!in) {
@@ -96,6 +113,7 @@ bool executor::run_in(const pyinterp::view& v, const request_target& t, const pr
         return false;
     }
     // From here to the end of the scope this thread holds the interpreter's GIL.
+    registered inside(inflight_, job, v);
     py::ref module = private_module();
     interp_state* st = module ? state_of(module.get()) : nullptr;
     if (st == nullptr || !prepare(st)) {
@@ -132,9 +150,37 @@ void executor::end_abandoned(const pyinterp::view& v, const request_target& t, c
                  t.group, pyinterp_strerror(end));
 }
 
+// The request as the in-flight registry sees it, with its deadlines.
+void executor::describe(const request_target& t, inflight_request* job) noexcept {
+    job->group = t.group;
+    job->url = t.url;
+    job->script = t.script;
+    job->start_ns = monotonic_ns();
+    if (t.slow_request_ms > 0)
+        job->deadline_ns[unsigned(deadline_kind::slow)] = job->start_ns + int64_t(t.slow_request_ms) * 1000000;
+}
+
+// A request whose stack the slow-request log showed: its end, with its
+// total time.
+void executor::log_slow_end(const inflight_request& job, const log_sink& to) noexcept {
+    if ((job.fired() & deadline_bit(deadline_kind::slow)) == 0) return;
+    app::log(to, level::warn, "PYI0802: slow request #%llu: %s in application group '%s' ended after %.1f s",
+             static_cast<unsigned long long>(job.id()), job.url != nullptr ? job.url : job.script,
+             shown_group(job.group), double(monotonic_ns() - job.start_ns) / 1e9);
+}
+
 run_result executor::run(const request_target& t, const protocol& p, void* request) noexcept {
     counted busy(in_flight_);
     log_sink to{p.log != nullptr ? p.log : opt_.log.fn, p.log != nullptr ? request : opt_.log.user};
+    inflight_request job;
+    describe(t, &job);
+    run_result out = run_rounds(t, p, request, &job, to);
+    log_slow_end(job, to);
+    return out;
+}
+
+run_result executor::run_rounds(const request_target& t, const protocol& p, void* request, inflight_request* job,
+                                const log_sink& to) noexcept {
     // An application once moved to the main interpreter (fallback.h) goes
     // straight there.  At most two rounds: its group, then main.
     request_target in_main = t;
@@ -145,7 +191,7 @@ run_result executor::run(const request_target& t, const protocol& p, void* reque
         pyinterp::view v = place(here.group);
         if (!v) return {run_result::no_interpreter, 0};
         round r;
-        if (!run_in(v, here, p, request, &r)) {
+        if (!run_in(v, here, p, request, job, &r)) {
             // Lost a race with a request that moved this application to main
             // and ended the interpreter it had left.
             if (!routed && r.result.status == PYINTERP_ERR_GONE && fallback_routed(t.script, t.group)) {

@@ -23,10 +23,11 @@
 //     step of that fallback;
 //   * per-interpreter counters and the time spent waiting to enter: around
 //     the entry in run_in() (the wait is the scoped_enter);
-//   * in-flight requests whose stacks a watchdog reads, request timeouts that
-//     raise in a request's thread, clean stop: in_flight() counts what is
-//     inside Python now; a registry of the running jobs (thread, view, start
-//     time, target) belongs next to that counter.
+//   * in-flight requests: every round registers its request in inflight()
+//     while its thread is inside the interpreter (inflight.h), with the
+//     target's deadlines; a watchdog thread reads their stacks (slow
+//     requests, the status page) and runs the action of a passed deadline
+//     inside the request's interpreter (request timeouts, a clean stop).
 #pragma once
 
 #include <Python.h>
@@ -34,6 +35,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "inflight.h"
 #include "interp_state.h"
 #include "log.h"
 #include "pyinterp/dispatch.hpp"
@@ -115,17 +117,25 @@ public:
     // Runs inside Python now (between entering and leaving).  No GIL.
     int in_flight() const noexcept { return in_flight_.load(std::memory_order_relaxed); }
 
+    // The requests inside an interpreter now, for a watchdog (inflight.h).
+    const inflight_registry& inflight() const noexcept { return inflight_; }
+
     const log_sink& log() const noexcept { return opt_.log; }
 
 private:
     struct round;
     bool run_in(const pyinterp::view& v, const request_target& t, const protocol& p, void* request,
-                round* out) noexcept;
+                inflight_request* job, round* out) noexcept;
+    run_result run_rounds(const request_target& t, const protocol& p, void* request, inflight_request* job,
+                          const log_sink& to) noexcept;
+    static void describe(const request_target& t, inflight_request* job) noexcept;
+    static void log_slow_end(const inflight_request& job, const log_sink& to) noexcept;
     bool prepare(interp_state* st) noexcept;
     void end_abandoned(const pyinterp::view& v, const request_target& t, const log_sink& to) noexcept;
 
     executor_options opt_;
     std::atomic<int> in_flight_{0};
+    inflight_registry inflight_;
 };
 
 }  // namespace pyinterp::app

@@ -42,6 +42,11 @@ struct request_target {
     fallback_policy fallback = k_default_fallback;  // never unset here
     bool fallback_from_alias = false;               // set by subinterpreter-fallback= on the alias
     const char* alias_url = nullptr;                // the matched PyInterpScriptAlias URL, for messages
+    int slow_request_ms = 0;                        // PyInterpSlowRequestTime (0: off): log the stack after that long
+
+    // What the client asked for (the request line's URL), for messages and
+    // the in-flight registry; nullptr for a preload.
+    const char* url = nullptr;
 
     // For the protocol; the executor does not look at them.
     const char* script_name = nullptr;  // URL prefix that selected the script (SCRIPT_NAME)
