@@ -8,6 +8,7 @@
 #include <httpd.h>
 
 #include "app/executor.h"
+#include "wsgi_request.h"
 
 namespace pyinterp::mod {
 
@@ -18,6 +19,7 @@ namespace pyinterp::mod {
 struct after_leave {
     apr_bucket_brigade* bb = nullptr;  // the end of the response: passed, if set
     bool discard_body = false;         // drain the request body nobody read
+    sent_file file;                    // a file in the response (wsgi.file_wrapper), or none
 };
 
 // One request on its way through the executor.

@@ -14,6 +14,7 @@
 #include "groups.h"
 #include "protocol.h"
 #include "runtime.h"
+#include "wsgi_response.h"
 
 APLOG_USE_MODULE(pyinterp);
 
@@ -58,6 +59,25 @@ int status_of(const app::run_result& res) noexcept {
     return HTTP_INTERNAL_SERVER_ERROR;
 }
 
+// A request body declared (Content-Length) larger than LimitRequestBody is
+// answered 413 before the application runs, as httpd's own handlers do; a
+// chunked body is limited by httpd's input filter as it is read.  A
+// malformed Content-Length is left to that filter too (it answers 400).
+int refuse_declared_body(request_rec* r) noexcept {
+    apr_off_t limit = ap_get_limit_req_body(r);
+    const char* declared = apr_table_get(r->headers_in, "Content-Length");
+    if (limit <= 0 || declared == nullptr || apr_table_get(r->headers_in, "Transfer-Encoding") != nullptr) return OK;
+    apr_off_t length = 0;
+    char* end = nullptr;
+    if (apr_strtoff(&length, declared, &end, 10) != APR_SUCCESS || end == declared || *end != '\0' || length <= limit)
+        return OK;
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, r,
+                  "PYI0404: request body of %" APR_OFF_T_FMT " bytes exceeds LimitRequestBody %" APR_OFF_T_FMT
+                  "; answered 413 without running the application",
+                  length, limit);
+    return HTTP_REQUEST_ENTITY_TOO_LARGE;
+}
+
 }  // namespace
 
 int translate_script_alias(request_rec* r) noexcept {
@@ -78,8 +98,7 @@ bool finish_after_leave(request_rec* r, const after_leave& a) noexcept {
         apr_status_t rv = ap_pass_brigade(r->output_filters, a.bb);
         apr_brigade_cleanup(a.bb);
         if (rv != APR_SUCCESS || r->connection->aborted) {
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
-                          "PYI0501: client connection closed while the response was being sent");
+            log_send_failure(r, rv, a.file);
             return false;
         }
     }
@@ -98,6 +117,7 @@ int serve_request(request_rec* r) noexcept {
                       r->filename);
         return HTTP_NOT_FOUND;
     }
+    if (int refused = refuse_declared_body(r); refused != OK) return refused;
     const app::request_target t = resolve_target(r);
     wsgi_call call;
     call.r = r;

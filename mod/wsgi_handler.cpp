@@ -83,20 +83,24 @@ bool send_body(wsgi_request* q, PyObject* result) noexcept {
     return !PyErr_Occurred();
 }
 
-// Calls result.close() if it has one.  Keeps the first exception: an
-// exception from close() (or from looking it up) is returned in *first if
-// none was pending, else logged on its own.
-void close_result(wsgi_request* q, PyObject* result, py::ref* first) noexcept {
+// Calls result.close() if it has one.  An exception from close() (or from
+// looking it up) is logged and does not change the response: with *first
+// empty the body was produced whole, and a clean-up error does not make a
+// complete response a broken one (the response is finished as usual);
+// otherwise *first is what gets reported.
+void close_result(wsgi_request* q, PyObject* result, const py::ref& first) noexcept {
     if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) return;  // no close() to call
     PyObject* found_close = nullptr;
     int found = compat::optional_attr(result, q->state->str_close, &found_close);
     py::ref close = py::ref::steal(found_close);
     if (found == 0) return;
     if (found > 0 && py::ref::steal(PyObject_CallNoArgs(close.get()))) return;
-    if (!*first)
-        *first = py::take_exception();
-    else
+    if (first)
         log_python_exception(q->r, nullptr, "PYI0703: the application's close() raised too");
+    else
+        log_python_exception(q->r, nullptr,
+                             "PYI0706: the application's close() raised after the whole body was produced; "
+                             "the response is completed");
 }
 
 // Reports the application's exception and decides the request's status.
@@ -142,7 +146,7 @@ py::ref call_application(wsgi_request* q, PyObject* app, PyObject* environ, PyOb
     if (!result) return py::take_exception();
     py::ref exc;
     if (!send_body(q, result.get())) exc = py::take_exception();
-    close_result(q, result.get(), &exc);
+    close_result(q, result.get(), exc);
     result.reset();
     if (!exc && response_finish(q, deferred) == send_status::error) exc = py::take_exception();
     return exc;
@@ -175,6 +179,7 @@ int serve(const app::application& a, const app::request_target& t, void* request
     } else if (py::ref exc = call_application(&q, a.callable, o.environ.get(), o.start.get(), &call->after.bb)) {
         rc = report(&q, std::move(exc), t);
     }
+    call->after.file = q.file;
     release_request(&q, o);
     // The body nobody read is drained after the interpreter is left, so the
     // connection can serve its next request.

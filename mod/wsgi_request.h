@@ -15,6 +15,14 @@ namespace pyinterp::mod {
 
 struct wsgi_state;
 
+// A file handed to httpd as a file bucket (wsgi.file_wrapper), remembered
+// so that a send that fails because the file changed under httpd is logged
+// naming it.
+struct sent_file {
+    int fd = -1;          // httpd's duplicate, open until the request pool goes
+    apr_off_t end = 0;    // offset of the last byte to send, plus one
+};
+
 struct wsgi_request {
     request_rec* r = nullptr;
     wsgi_state* state = nullptr;
@@ -35,6 +43,7 @@ struct wsgi_request {
     PyObject* held[k_max_held] = {};
     int n_held = 0;
     apr_off_t held_bytes = 0;  // body bytes in `bb` not yet passed
+    sent_file file;            // the last wsgi.file_wrapper file sent as a file
 
     // Request body.
     bool input_started = false;  // ap_setup_client_block done

@@ -12,8 +12,10 @@
 #include <http_protocol.h>
 #include <util_filter.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "wsgi_request.h"
@@ -75,9 +77,7 @@ send_status pass(wsgi_request* q) noexcept {
     q->held_bytes = 0;
     response_release_held(q);
     if (rv != APR_SUCCESS || r->connection->aborted) {
-        if (!q->client_gone)
-            ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r,
-                          "PYI0501: client connection closed while the response was being sent");
+        if (!q->client_gone) log_send_failure(r, rv, q->file);
         q->client_gone = true;
         return send_status::client_gone;
     }
@@ -183,7 +183,15 @@ send_status response_send_file(wsgi_request* q, int fd, apr_off_t offset, apr_of
     apr_file_t* file = nullptr;
     apr_os_file_t os_fd = copy;
     apr_os_file_put(&file, &os_fd, APR_FOPEN_READ | APR_FOPEN_SENDFILE_ENABLED, r->pool);
-    apr_brigade_insert_file(q->bb, file, offset, length, r->pool);
+    apr_bucket* last = apr_brigade_insert_file(q->bb, file, offset, length, r->pool);
+    // Read, never mapped: a file truncated while mapped kills whatever
+    // touches the lost pages (SIGBUS in a filter that reads the bucket); a
+    // read() comes up short, and the send fails cleanly.
+    for (apr_bucket* b = APR_BRIGADE_FIRST(q->bb); b != APR_BRIGADE_SENTINEL(q->bb); b = APR_BUCKET_NEXT(b)) {
+        if (APR_BUCKET_IS_FILE(b)) apr_bucket_file_enable_mmap(b, 0);
+        if (b == last) break;
+    }
+    q->file = {copy, offset + length};
     q->body_sent += length;
     return pass(q);
 }
@@ -203,6 +211,10 @@ send_status response_finish(wsgi_request* q, apr_bucket_brigade** deferred) noex
                       q->body_sent, q->content_length);
         r->connection->keepalive = AP_CONN_CLOSE;
     }
+    // A file in the response is flushed out before the request ends, so
+    // that a send that fails because the file changed is seen (and logged,
+    // naming it) here rather than silently in the MPM's write completion.
+    if (q->file.fd >= 0) APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_flush_create(r->connection->bucket_alloc));
     APR_BRIGADE_INSERT_TAIL(q->bb, apr_bucket_eos_create(r->connection->bucket_alloc));
     if (deferred != nullptr && q->n_held == 0) {
         // Nothing in it points into a Python object: the caller passes it
@@ -213,6 +225,22 @@ send_status response_finish(wsgi_request* q, apr_bucket_brigade** deferred) noex
         return send_status::ok;
     }
     return pass(q);
+}
+
+void log_send_failure(request_rec* r, apr_status_t rv, const sent_file& file) noexcept {
+    struct stat sb;
+    if (file.fd >= 0 && fstat(file.fd, &sb) == 0 && sb.st_size < file.end) {
+        char link[64], name[1024];
+        std::snprintf(link, sizeof link, "/proc/self/fd/%d", file.fd);
+        ssize_t n = readlink(link, name, sizeof name - 1);
+        name[n > 0 ? n : 0] = '\0';
+        ap_log_rerror(APLOG_MARK, APLOG_WARNING, rv, r,
+                      "PYI0504: sending file '%s' (wsgi.file_wrapper) failed: it is %" APR_OFF_T_FMT
+                      " bytes now, %" APR_OFF_T_FMT " were to be sent (truncated while being sent); connection closed",
+                      n > 0 ? name : "?", static_cast<apr_off_t>(sb.st_size), file.end);
+        return;
+    }
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, rv, r, "PYI0501: client connection closed while the response was being sent");
 }
 
 bool response_unsend(wsgi_request* q) noexcept {

@@ -8,10 +8,12 @@
 #include <Python.h>
 #include <apr.h>
 #include <apr_buckets.h>
+#include <httpd.h>
 
 namespace pyinterp::mod {
 
 struct wsgi_request;
+struct sent_file;
 
 // Outcome of a write.
 enum class send_status {
@@ -59,6 +61,12 @@ send_status response_send_file(wsgi_request* q, int fd, apr_off_t offset, apr_of
 // the interpreter is left (protocol.h, after_leave).  Otherwise it is passed
 // now and *deferred is left nullptr.
 send_status response_finish(wsgi_request* q, apr_bucket_brigade** deferred = nullptr) noexcept;
+
+// Logs a pass of the response that failed with `rv`: a warning naming the
+// file when `file` (a wsgi.file_wrapper file) is now shorter than what was
+// to be sent from it (it was truncated while httpd sent it), else the
+// client went away (info).  Any GIL state.
+void log_send_failure(request_rec* r, apr_status_t rv, const sent_file& file) noexcept;
 
 // If nothing of the response reached httpd's output filters yet (its blocks
 // are only held), drops it so the request can still fail cleanly with a 500.

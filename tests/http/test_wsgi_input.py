@@ -10,7 +10,13 @@ import pytest
 import harness
 from conftest import start_shared_server
 
-EXTRA = 'PyInterpScriptAlias /in "%s" application-group=input\n' % harness.app("input")
+EXTRA = """
+PyInterpScriptAlias /in "{app}" application-group=input
+PyInterpScriptAlias /limited "{app}" application-group=input
+<Location /limited>
+    LimitRequestBody 1000
+</Location>
+""".format(app=harness.app("input"))
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +209,31 @@ def test_malformed_chunked_body_gets_httpds_400_alone(server, body, log_allow):
     assert server.wait_for_log(r"PYI0403: .*malformed", start)
     log = server.log_text(start, server.settle_log())
     assert "PYI0402" not in log and "PYI0702" not in log and "PYI0704" not in log
+
+
+def ran(server, token):
+    return server.get_json("/in/ran?which=" + token)["ran"]
+
+
+def test_declared_body_over_limit_gets_413_before_the_application(server, log_allow):
+    """Content-Length above LimitRequestBody: 413 at once, the application
+    never runs (as httpd's own handlers answer); within the limit it runs."""
+    with server.connect() as c:
+        c.send_request("POST", "/limited/read?token=big", [("Content-Length", "5000")])
+        r = c.read_response()
+        assert r.status == 413, r
+        assert b"Internal Server Error" not in r.body
+    assert not ran(server, "big")
+    assert server.wait_for_log(r"PYI0404: request body of 5000 bytes exceeds LimitRequestBody 1000")
+    r = server.request("POST", "/limited/read?token=small", {}, b"x" * 1000)
+    assert r.status == 200 and r.json()["length"] == 1000
+    assert ran(server, "small")
+
+
+def test_chunked_body_over_limit_gets_httpds_413(server, log_allow):
+    log_allow(r"PYI0403: ")
+    with server.connect() as c:
+        c.send_request("POST", "/limited/read?token=chunked", [("Transfer-Encoding", "chunked")])
+        c.send(chunked(b"y" * 5000, 1000))
+        r = c.read_response()
+        assert r.status == 413, r

@@ -4,6 +4,7 @@ import hashlib
 import apptest
 
 LIMIT = 1 << 16  # bound on calls, far above any body the tests send
+RAN = set()  # ?token= of every request the application saw
 
 
 def chunks_by(fn):
@@ -20,6 +21,9 @@ def application(environ, start_response):
     inp = environ["wsgi.input"]
     how = environ.get("PATH_INFO", "")
     n = int(apptest.query(environ).get("n", "7"))
+    RAN.add(apptest.query(environ).get("token"))
+    if how == "/ran":
+        return apptest.json_response(start_response, {"ran": apptest.query(environ)["which"] in RAN})
     if how == "/read":
         parts = [inp.read()]
         parts.append(inp.read())  # at the end: b""

@@ -41,6 +41,14 @@ class BrokenClose(Body):
         raise ValueError("pyinterp-test-close-lookup-failed")
 
 
+class RaisingClose(Body):
+    """close() raises after every body byte was produced."""
+
+    def close(self):
+        RECORDER.record(self.token, "close")
+        raise RuntimeError("pyinterp-test-close-raised")
+
+
 class ListBody(list):
     """A list subclass with close(): not a plain list, so close() is called."""
 
@@ -59,6 +67,8 @@ def application(environ, start_response):
         return Body(token, [b"a", b"b", b"c"])
     if mode == "broken-close":
         return BrokenClose(token, [b"a", b"b"])
+    if mode == "close-raises":
+        return RaisingClose(token, [b"a", b"b"])
     if mode == "list-subclass":
         body = ListBody([b"l1", b"l2"])
         body.token = token
