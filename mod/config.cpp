@@ -4,13 +4,13 @@
 // here (no GIL involved).
 #include "config.h"
 
-#include <apr_lib.h>
 #include <apr_file_info.h>
 #include <apr_strings.h>
 #include <http_log.h>
 
 #include <cstring>
 #include <new>
+#include <string>
 
 APLOG_USE_MODULE(pyinterp);
 
@@ -35,79 +35,46 @@ const char* fail(cmd_parms* cmd, const char* fmt, const char* a = "", const char
     return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", apr_psprintf(cmd->pool, fmt, a, b), nullptr);
 }
 
-bool is_identifier(const char* s) noexcept {
-    if (s == nullptr || !(apr_isalpha(*s) || *s == '_')) return false;
-    for (++s; *s; ++s)
-        if (!(apr_isalnum(*s) || *s == '_')) return false;
-    return true;
+// A pure parser's error, prefixed with the directive's name.
+const char* failed(cmd_parms* cmd, const std::string& err) noexcept {
+    return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err.c_str(), nullptr);
+}
+
+group_spec pooled(cmd_parms* cmd, const parsed_group& g) noexcept {
+    return {g.kind, g.value.empty() ? nullptr : apr_pstrdup(cmd->pool, g.value.c_str())};
 }
 
 // Parses an application group value.  Returns nullptr or an error message.
 const char* parse_group(cmd_parms* cmd, const char* arg, group_spec* out) noexcept {
-    if (arg == nullptr || *arg == '\0')
-        return fail(cmd, "empty application group (use %%{GLOBAL} for the main interpreter)");
-    if (std::strncmp(arg, "%{", 2) == 0) {
-        if (std::strcmp(arg, "%{GLOBAL}") == 0) {
-            *out = {group_kind::global, nullptr};
-        } else if (std::strcmp(arg, "%{SERVER}") == 0) {
-            *out = {group_kind::server, nullptr};
-        } else if (std::strcmp(arg, "%{RESOURCE}") == 0) {
-            *out = {group_kind::resource, nullptr};
-        } else if (std::strncmp(arg, "%{ENV:", 6) == 0) {
-            size_t n = std::strlen(arg);
-            char* var = apr_pstrndup(cmd->pool, arg + 6, n > 7 ? n - 7 : 0);
-            if (arg[n - 1] != '}' || !is_identifier(var))
-                return fail(cmd, "bad application group '%s': %%{ENV:VAR} needs a variable name", arg);
-            *out = {group_kind::env, var};
-        } else {
-            return fail(cmd,
-                        "unknown application group '%s' (expected %%{GLOBAL}, %%{SERVER}, "
-                        "%%{RESOURCE}, %%{ENV:VAR} or a name)",
-                        arg);
-        }
+    try {
+        parsed_group g;
+        std::string err = mod::parse_group(arg, &g);
+        if (!err.empty()) return failed(cmd, err);
+        *out = pooled(cmd, g);
         return nullptr;
+    } catch (...) {
+        return fail(cmd, "out of memory");
     }
-    if (std::strlen(arg) > 200) return fail(cmd, "application group name longer than 200 bytes");
-    for (const char* c = arg; *c; ++c)
-        if (apr_iscntrl(*c) || *c == ' ')
-            return fail(cmd, "application group name '%s' contains a space or control character", arg);
-    *out = {group_kind::named, apr_pstrdup(cmd->pool, arg)};
-    return nullptr;
 }
 
-// Parses a fallback policy.  Returns nullptr or an error message.
-const char* parse_fallback(cmd_parms* cmd, const char* arg, fallback_policy* out) noexcept {
-    if (ap_cstr_casecmp(arg, "route") == 0) *out = fallback_policy::route;
-    else if (ap_cstr_casecmp(arg, "refuse") == 0) *out = fallback_policy::refuse;
-    else if (ap_cstr_casecmp(arg, "allow") == 0) *out = fallback_policy::allow;
-    else return fail(cmd, "unknown subinterpreter fallback '%s' (expected route, refuse or allow)", arg);
-    return nullptr;
-}
-
-// Parses trailing key=value options of the alias and import directives.
-// `fallback` is nullptr where subinterpreter-fallback= is not accepted.
-const char* parse_options(cmd_parms* cmd, int argc, char* const argv[], int first, group_spec* group,
-                          const char** callable, fallback_policy* fallback = nullptr) noexcept {
-    for (int i = first; i < argc; ++i) {
-        const char* eq = std::strchr(argv[i], '=');
-        if (eq == nullptr) return fail(cmd, "unexpected argument '%s' (options are key=value)", argv[i]);
-        const char* key = apr_pstrndup(cmd->temp_pool, argv[i], size_t(eq - argv[i]));
-        const char* value = eq + 1;
-        if (std::strcmp(key, "application-group") == 0) {
-            if (const char* err = parse_group(cmd, value, group)) return err;
-        } else if (std::strcmp(key, "callable") == 0) {
-            if (!is_identifier(value)) return fail(cmd, "callable '%s' is not a Python identifier", value);
-            *callable = apr_pstrdup(cmd->pool, value);
-        } else if (fallback != nullptr && std::strcmp(key, "subinterpreter-fallback") == 0) {
-            if (const char* err = parse_fallback(cmd, value, fallback)) return err;
-        } else {
-            return fail(cmd, fallback != nullptr
-                                 ? "unknown option '%s' (known: application-group, callable, subinterpreter-fallback)"
-                                 : "unknown option '%s' (known: application-group, callable)",
-                        key);
-        }
+// The trailing key=value options of the alias and import directives
+// (config_parse.h): `accepted` names the options beyond application-group=
+// and callable=.  Returns nullptr or an error message.
+const char* parse_options(cmd_parms* cmd, int argc, char* const argv[], int first, unsigned accepted,
+                          group_spec* group, const char** callable, fallback_policy* fallback = nullptr,
+                          int* request_timeout_ms = nullptr) noexcept {
+    try {
+        parsed_options o;
+        std::string err = mod::parse_options(argc, argv, first, accepted, &o);
+        if (!err.empty()) return failed(cmd, err);
+        if (o.group.kind != group_kind::unset) *group = pooled(cmd, o.group);
+        if (o.has_callable) *callable = apr_pstrdup(cmd->pool, o.callable.c_str());
+        if (fallback != nullptr && o.fallback != fallback_policy::unset) *fallback = o.fallback;
+        if (request_timeout_ms != nullptr && o.request_timeout_ms >= 0) *request_timeout_ms = o.request_timeout_ms;
+        return nullptr;
+    } catch (...) {
+        return fail(cmd, "out of memory");
     }
-    return nullptr;
 }
 
 server_config* server_conf_of(cmd_parms* cmd) noexcept {
@@ -127,7 +94,9 @@ const char* cmd_script_alias(cmd_parms* cmd, void*, int argc, char* const argv[]
     alias->url = url;
     alias->path = ap_server_root_relative(cmd->pool, argv[1]);
     if (alias->path == nullptr) return fail(cmd, "invalid file path '%s'", argv[1]);
-    if (const char* err = parse_options(cmd, argc, argv, 2, &alias->group, &alias->callable, &alias->fallback))
+    if (const char* err = parse_options(cmd, argc, argv, 2, k_option_fallback,
+                                        &alias->group, &alias->callable, &alias->fallback,
+                                        &alias->request_timeout_ms))
         return err;
     server_config* sc = server_conf_of(cmd);
     for (int i = 0; i < sc->aliases->nelts; ++i) {
@@ -145,7 +114,7 @@ const char* cmd_import_script(cmd_parms* cmd, void*, int argc, char* const argv[
     auto* imp = pool_new<import_script>(cmd->pool);
     imp->path = ap_server_root_relative(cmd->pool, argv[0]);
     if (imp->path == nullptr) return fail(cmd, "invalid file path '%s'", argv[0]);
-    if (const char* err = parse_options(cmd, argc, argv, 1, &imp->group, &imp->callable)) return err;
+    if (const char* err = parse_options(cmd, argc, argv, 1, 0, &imp->group, &imp->callable)) return err;
     if (imp->group.kind == group_kind::unset) return fail(cmd, "application-group=G is required");
     if (imp->group.kind == group_kind::resource || imp->group.kind == group_kind::env)
         return fail(cmd, "application-group must be %%{GLOBAL}, %%{SERVER} or a name: "
@@ -197,7 +166,12 @@ const char* cmd_callable_object(cmd_parms* cmd, void* dconf, const char* arg) no
 
 const char* cmd_subinterpreter_fallback(cmd_parms* cmd, void* dconf, const char* arg) noexcept {
     if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
-    return parse_fallback(cmd, arg, &static_cast<dir_config*>(dconf)->fallback);
+    try {
+        std::string err = parse_fallback(arg, &static_cast<dir_config*>(dconf)->fallback);
+        return err.empty() ? nullptr : failed(cmd, err);
+    } catch (...) {
+        return fail(cmd, "out of memory");
+    }
 }
 
 const char* cmd_script_reloading(cmd_parms* cmd, void* dconf, int on) noexcept {
@@ -261,6 +235,7 @@ void* merge_dir_config(apr_pool_t* p, void* base_v, void* add_v) noexcept {
     out->script_reloading = pick(base->script_reloading, add->script_reloading, -1);
     out->pass_authorization = pick(base->pass_authorization, add->pass_authorization, -1);
     out->fallback = pick(base->fallback, add->fallback, fallback_policy::unset);
+    out->request_timeout_ms = pick(base->request_timeout_ms, add->request_timeout_ms, -1);
     return out;
 }
 
@@ -307,6 +282,9 @@ group_spec apply_settings(const request_rec* r, const script_alias* alias, app::
                   : d.fallback != fallback_policy::unset ? d.fallback
                                                          : app::k_default_fallback;
     t->alias_url = alias != nullptr ? alias->url : nullptr;
+    t->request_timeout_ms = alias != nullptr && alias->request_timeout_ms >= 0 ? alias->request_timeout_ms
+                            : d.request_timeout_ms >= 0                    ? d.request_timeout_ms
+                                                                           : k_default_request_timeout_ms;
     return group;
 }
 

@@ -8,18 +8,9 @@
 #include <http_config.h>
 
 #include "app/target.h"
+#include "config_parse.h"
 
 namespace pyinterp::mod {
-
-// How an application group (a Python interpreter) is chosen for a request.
-enum class group_kind {
-    unset = 0,  // not configured at this level: inherit
-    global,     // %{GLOBAL}: the main interpreter
-    server,     // %{SERVER}: one per virtual host
-    resource,   // %{RESOURCE}: one per virtual host and script (the default)
-    env,        // %{ENV:VAR}: named by a request environment variable
-    named,      // a literal group name
-};
 
 // PyInterpSubinterpreterFallback (app/target.h).
 using app::fallback_policy;
@@ -36,6 +27,7 @@ struct script_alias {
     group_spec group;                // unset: the directory configuration decides
     const char* callable = nullptr;  // nullptr: the directory configuration decides
     fallback_policy fallback = fallback_policy::unset;  // subinterpreter-fallback=
+    int request_timeout_ms = -1;                        // request-timeout= (-1: unset, 0: off)
 };
 
 // One PyInterpImportScript: loaded into its group at child start.
@@ -62,10 +54,12 @@ struct dir_config {
     int script_reloading = -1;
     int pass_authorization = -1;
     fallback_policy fallback = fallback_policy::unset;
+    int request_timeout_ms = -1;  // PyInterpRequestTimeout (0: off)
 };
 
 // Defaults applied where nothing is configured (the others: app/target.h).
 inline constexpr bool k_default_pass_authorization = false;
+inline constexpr int k_default_request_timeout_ms = 0;  // no timeout
 
 // The handler name PyInterpScriptAlias sets; usable with SetHandler/AddHandler.
 inline constexpr const char* k_handler_name = "pyinterp-script";
@@ -84,7 +78,7 @@ const dir_config& dir_settings(const request_rec* r) noexcept;
 // The settings of one request, written into its target: the matched
 // alias's options win over the directory configuration, which wins over the
 // defaults.  Sets callable, script_reloading, pass_authorization, fallback,
-// fallback_from_alias and alias_url; returns how its group is chosen (never
+// fallback_from_alias, request_timeout_ms and alias_url; returns how its group is chosen (never
 // unset), for group_for_request.
 group_spec apply_settings(const request_rec* r, const script_alias* alias, app::request_target* t) noexcept;
 

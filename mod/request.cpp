@@ -14,6 +14,7 @@
 #include "groups.h"
 #include "protocol.h"
 #include "runtime.h"
+#include "wsgi_environ.h"
 #include "wsgi_response.h"
 
 APLOG_USE_MODULE(pyinterp);
@@ -30,11 +31,7 @@ app::request_target resolve_target(request_rec* r) noexcept {
     // SCRIPT_NAME is the URI without the path_info httpd split off the
     // script's path; PATH_INFO is that path_info.
     t.path_info = r->path_info ? r->path_info : "";
-    size_t uri_len = std::strlen(r->uri), info_len = std::strlen(t.path_info);
-    if (info_len <= uri_len && std::strcmp(r->uri + uri_len - info_len, t.path_info) == 0)
-        t.script_name = apr_pstrndup(r->pool, r->uri, uri_len - info_len);
-    else
-        t.script_name = r->uri;
+    t.script_name = apr_pstrndup(r->pool, r->uri, script_name_length(r->uri, t.path_info));
     t.group = group_for_request(r, group, t.script_name);
     t.url = r->unparsed_uri;
     // httpd's stat of the script for this request: script reloading

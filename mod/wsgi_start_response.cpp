@@ -9,6 +9,7 @@
 #include "wsgi_state.h"
 #include "wsgi_request.h"
 #include "wsgi_response.h"
+#include "wsgi_validate.h"
 
 namespace pyinterp::mod {
 namespace {
@@ -24,15 +25,14 @@ wsgi_request* request_of(PyObject* self, const char* what) noexcept {
     return q;
 }
 
-bool is_tchar(Py_UCS4 c) noexcept {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c < 128 && std::strchr("!#$%&'*+-.^_`|~", int(c)) != nullptr && c != 0);
-}
+// The i-th character of a str, for the checks of wsgi_validate.h.
+struct chars_of {
+    PyObject* str;
+    char32_t operator()(size_t i) const noexcept { return PyUnicode_READ_CHAR(str, Py_ssize_t(i)); }
+};
 
-// Control characters other than horizontal tab, DEL, and anything outside
-// latin-1: none of them may reach the wire.
-bool is_bad_value_char(Py_UCS4 c) noexcept {
-    return (c < 0x20 && c != '\t') || c == 0x7f || c > 0xff;
+size_t length_of(PyObject* str) noexcept {
+    return size_t(PyUnicode_GET_LENGTH(str));
 }
 
 bool check_status(PyObject* status) noexcept {
@@ -40,29 +40,20 @@ bool check_status(PyObject* status) noexcept {
         PyErr_Format(PyExc_TypeError, "status must be str, not %.100s", Py_TYPE(status)->tp_name);
         return false;
     }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(status);
-    bool ok = n >= 5 && PyUnicode_READ_CHAR(status, 3) == ' ';
-    for (Py_ssize_t i = 0; ok && i < 3; ++i) {
-        Py_UCS4 c = PyUnicode_READ_CHAR(status, i);
-        ok = c >= '0' && c <= '9';
-    }
-    for (Py_ssize_t i = 4; ok && i < n; ++i) ok = !is_bad_value_char(PyUnicode_READ_CHAR(status, i));
-    if (!ok) {
+    wsgi_validate::status_check check = wsgi_validate::check_status(length_of(status), chars_of{status});
+    if (check == wsgi_validate::status_check::malformed) {
         PyErr_Format(PyExc_ValueError,
                      "status %R is not of the form 'NNN Reason' (three digits, a space, a reason "
                      "phrase without control characters)",
                      status);
         return false;
     }
-    if (PyUnicode_READ_CHAR(status, 0) < '2') {
+    if (check == wsgi_validate::status_check::informational) {
         PyErr_Format(PyExc_ValueError, "status %R: an informational (1xx) status cannot end a response", status);
         return false;
     }
     return true;
 }
-
-const char* const k_hop_by_hop[] = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-                                    "te", "trailer", "trailers", "transfer-encoding", "upgrade"};
 
 bool check_header(PyObject* item) noexcept {
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
@@ -75,42 +66,27 @@ bool check_header(PyObject* item) noexcept {
         PyErr_Format(PyExc_TypeError, "header name and value must be str: %R", item);
         return false;
     }
-    Py_ssize_t n = PyUnicode_GET_LENGTH(name);
-    bool ok = n > 0;
-    for (Py_ssize_t i = 0; ok && i < n; ++i) ok = is_tchar(PyUnicode_READ_CHAR(name, i));
-    if (!ok) {
+    if (!wsgi_validate::valid_header_name(length_of(name), chars_of{name})) {
         PyErr_Format(PyExc_ValueError, "invalid header name %R (CR, LF, NUL, space or separator)", name);
         return false;
     }
-    Py_ssize_t m = PyUnicode_GET_LENGTH(value);
-    for (Py_ssize_t i = 0; i < m; ++i) {
-        if (is_bad_value_char(PyUnicode_READ_CHAR(value, i))) {
-            PyErr_Format(PyExc_ValueError,
-                         "value of header %R contains CR, LF, NUL, another control character or a "
-                         "character outside latin-1",
-                         name);
-            return false;
-        }
+    if (!wsgi_validate::valid_header_value(length_of(value), chars_of{value})) {
+        PyErr_Format(PyExc_ValueError,
+                     "value of header %R contains CR, LF, NUL, another control character or a "
+                     "character outside latin-1",
+                     name);
+        return false;
     }
     const char* cname = PyUnicode_AsUTF8(name);  // ASCII: checked above
     if (cname == nullptr) return false;
-    for (const char* hop : k_hop_by_hop) {
-        if (strcasecmp(cname, hop) == 0) {
-            PyErr_Format(PyExc_ValueError, "hop-by-hop header %R is not allowed from an application (PEP 3333)",
-                         name);
-            return false;
-        }
+    if (wsgi_validate::is_hop_by_hop(cname)) {
+        PyErr_Format(PyExc_ValueError, "hop-by-hop header %R is not allowed from an application (PEP 3333)", name);
+        return false;
     }
-    if (strcasecmp(cname, "Content-Length") == 0) {
-        ok = m > 0 && m <= 18;
-        for (Py_ssize_t i = 0; ok && i < m; ++i) {
-            Py_UCS4 c = PyUnicode_READ_CHAR(value, i);
-            ok = c >= '0' && c <= '9';
-        }
-        if (!ok) {
-            PyErr_Format(PyExc_ValueError, "Content-Length %R is not a non-negative integer", value);
-            return false;
-        }
+    if (strcasecmp(cname, "Content-Length") == 0 &&
+        !wsgi_validate::valid_content_length(length_of(value), chars_of{value})) {
+        PyErr_Format(PyExc_ValueError, "Content-Length %R is not a non-negative integer", value);
+        return false;
     }
     return true;
 }

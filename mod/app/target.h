@@ -42,6 +42,7 @@ struct request_target {
     fallback_policy fallback = k_default_fallback;  // never unset here
     bool fallback_from_alias = false;               // set by subinterpreter-fallback= on the alias
     const char* alias_url = nullptr;                // the matched PyInterpScriptAlias URL, for messages
+    int request_timeout_ms = 0;                     // PyInterpRequestTimeout: interrupt the application after it (0: never)
     int slow_request_ms = 0;                        // PyInterpSlowRequestTime (0: off): log the stack after that long
 
     // What the client asked for (the request line's URL), for messages and
