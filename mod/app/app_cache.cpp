@@ -78,6 +78,23 @@ bool remember(interp_state* st, PyObject* key, PyObject* module, const script_st
     return true;
 }
 
+// Before a changed script is executed again: the stale module leaves the
+// cache and sys.modules, and a full collection frees it now.  A module is a
+// web of reference cycles (its functions point at its globals), so without
+// the collection it would wait for the oldest generation's next turn, which
+// comes rarely in a long-lived interpreter; meanwhile the new version is
+// allocated beside it and the process grows by a module per reload until
+// then.  Freed first, the old version's memory is what the new one reuses.
+// False with an exception set.
+bool drop_stale(interp_state* st, PyObject* key) noexcept {
+    if (PyObject* stale = cached_module(st, key, nullptr)) {
+        forget_script(key, stale);
+        if (PyDict_DelItem(st->apps, key) < 0) return false;
+    }
+    PyGC_Collect();
+    return !PyErr_Occurred();
+}
+
 // Loads the script unless another thread did meanwhile.  Called with the
 // load lock held (the hook is installed once, before the first script
 // runs).  The module, or an empty ref with an exception set.
@@ -87,6 +104,7 @@ py::ref load_locked(interp_state* st, const request_target& t, PyObject* key, co
     bool had = cached_module(st, key, nullptr) != nullptr;
     if (PyObject* m = cached_module(st, key, t.script_reloading ? &stamp : nullptr)) return py::ref::borrow(m);
     if (PyErr_Occurred()) return {};
+    if (had && !drop_stale(st, key)) return {};
     hooked_run run = exec_under_hook(st, key, t.fallback != fallback_policy::allow, false);
     py::ref module = std::move(run.module);
     py::ref findings = std::move(run.findings);

@@ -12,6 +12,7 @@ from conftest import start_shared_server
 PRELOAD = harness.app("preload")
 BROKEN = harness.app("preload", "broken.wsgi")
 TEMPLATE = (harness.APPS / "reload" / "app.wsgi.in").read_text()
+GROWTH = (harness.APPS / "reload" / "growth.wsgi.in").read_text()
 
 PRELOAD_EXTRA = """
 PyInterpImportScript "{pre}" application-group=pre
@@ -141,3 +142,33 @@ def test_broken_reload_then_fixed(reload_server, log_allow):
     assert reload_server.wait_for_log(r"SyntaxError", start)
     write_script(on, "3", t + 30)
     assert reload_server.get_json("/on")["version"] == 3
+
+
+def test_repeated_reloads_settle(httpd, scratch):
+    """A script rewritten and requested again and again: each older version
+    is freed by the time its successor serves (not whenever the collector's
+    oldest generation next runs), and the interpreter's allocations stay
+    flat from one round of reloads to the next."""
+    path = scratch / "growth.wsgi"
+    t = time.time() - 1000
+
+    def write(version):
+        path.write_text(GROWTH.replace("@VERSION@", str(version)))
+        path.chmod(0o644)
+        os.utime(path, (t + version, t + version))
+
+    write(0)
+    server = httpd(name="reload-growth", threads=2, log_level="warn",
+                   extra='PyInterpScriptAlias /grow "%s" application-group=growth\n' % path)
+    version, blocks = 0, []
+    for _round in range(3):
+        for _ in range(40):
+            version += 1
+            write(version)
+            assert server.get_json("/grow")["version"] == version
+        stats = server.get_json("/grow?stats")
+        assert stats["version"] == version and stats["loads"] == version
+        assert stats["alive"] == [version], "older versions still alive: %s" % stats["alive"][:-1]
+        blocks.append(stats["blocks"])
+    # One version is about 2,000 blocks; what stays must not grow by rounds.
+    assert blocks[2] - blocks[0] < 1000, blocks
