@@ -85,7 +85,7 @@ const char* cmd_script_alias(cmd_parms* cmd, void*, int argc, char* const argv[]
     if (const char* err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT)) return err;
     if (argc < 2)
         return fail(cmd, "expects URL-path file-path [application-group=G] [callable=NAME] "
-                         "[subinterpreter-fallback=route|refuse|allow]");
+                         "[subinterpreter-fallback=route|refuse|allow] [request-timeout=SECONDS]");
     if (argv[0][0] != '/') return fail(cmd, "URL-path '%s' must start with '/'", argv[0]);
     auto* alias = pool_new<script_alias>(cmd->pool);
     char* url = apr_pstrdup(cmd->pool, argv[0]);
@@ -94,7 +94,7 @@ const char* cmd_script_alias(cmd_parms* cmd, void*, int argc, char* const argv[]
     alias->url = url;
     alias->path = ap_server_root_relative(cmd->pool, argv[1]);
     if (alias->path == nullptr) return fail(cmd, "invalid file path '%s'", argv[1]);
-    if (const char* err = parse_options(cmd, argc, argv, 2, k_option_fallback,
+    if (const char* err = parse_options(cmd, argc, argv, 2, k_option_fallback | k_option_request_timeout,
                                         &alias->group, &alias->callable, &alias->fallback,
                                         &alias->request_timeout_ms))
         return err;
@@ -174,6 +174,16 @@ const char* cmd_subinterpreter_fallback(cmd_parms* cmd, void* dconf, const char*
     }
 }
 
+const char* cmd_request_timeout(cmd_parms* cmd, void* dconf, const char* arg) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
+    try {
+        std::string err = parse_timeout(arg, &static_cast<dir_config*>(dconf)->request_timeout_ms);
+        return err.empty() ? nullptr : failed(cmd, err);
+    } catch (...) {
+        return fail(cmd, "out of memory");
+    }
+}
+
 const char* cmd_script_reloading(cmd_parms* cmd, void* dconf, int on) noexcept {
     if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
     static_cast<dir_config*>(dconf)->script_reloading = on ? 1 : 0;
@@ -200,7 +210,7 @@ group_spec pick(group_spec base, group_spec add) noexcept {
 const command_rec commands[] = {
     AP_INIT_TAKE_ARGV("PyInterpScriptAlias", as_cmd(cmd_script_alias), nullptr, RSRC_CONF,
                       "URL-path file-path [application-group=G] [callable=NAME] "
-                      "[subinterpreter-fallback=route|refuse|allow]: serve a WSGI script"),
+                      "[subinterpreter-fallback=route|refuse|allow] [request-timeout=SECONDS]: serve a WSGI script"),
     AP_INIT_TAKE1("PyInterpApplicationGroup", as_cmd(cmd_application_group), nullptr, RSRC_CONF | ACCESS_CONF,
                   "%{GLOBAL}, %{SERVER}, %{RESOURCE} (default), %{ENV:VAR} or a name: the interpreter to use"),
     AP_INIT_TAKE1("PyInterpCallableObject", as_cmd(cmd_callable_object), nullptr, RSRC_CONF | ACCESS_CONF,
@@ -219,6 +229,9 @@ const command_rec commands[] = {
                  "On (default): reload a script whose file changed"),
     AP_INIT_FLAG("PyInterpPassAuthorization", as_cmd(cmd_pass_authorization), nullptr, RSRC_CONF | ACCESS_CONF,
                  "On: pass the Authorization header to the application as HTTP_AUTHORIZATION"),
+    AP_INIT_TAKE1("PyInterpRequestTimeout", as_cmd(cmd_request_timeout), nullptr, RSRC_CONF | ACCESS_CONF,
+                  "SECONDS (0 or Off: none, the default): interrupt an application that runs longer, "
+                  "answering 504"),
     {nullptr, {nullptr}, nullptr, 0, RAW_ARGS, nullptr},
 };
 

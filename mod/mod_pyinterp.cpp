@@ -10,9 +10,11 @@
 #include <http_log.h>
 #include <http_protocol.h>
 #include <http_request.h>
+#include <mpm_common.h>
 
 #include <cstring>
 
+#include "child_stop.h"
 #include "config.h"
 #include "request.h"
 #include "runtime.h"
@@ -52,12 +54,17 @@ void hook_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
     runtime_child_init(pchild, s);
 }
 
+void hook_child_stopping(apr_pool_t* pchild, int graceful) noexcept {
+    child_stopping(pchild, graceful);
+}
+
 void register_hooks(apr_pool_t*) noexcept {
     static const char* const before_alias[] = {"mod_alias.c", "mod_userdir.c", nullptr};
     ap_hook_translate_name(hook_translate_name, nullptr, before_alias, APR_HOOK_MIDDLE);
     ap_hook_handler(hook_handler, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_post_config(hook_post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_child_init(hook_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_child_stopping(hook_child_stopping, nullptr, nullptr, APR_HOOK_MIDDLE);
 }
 
 }  // namespace

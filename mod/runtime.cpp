@@ -15,6 +15,7 @@
 #include <new>
 #include <thread>
 
+#include "child_stop.h"
 #include "config.h"
 #include "error_log.h"
 #include "groups.h"
@@ -113,6 +114,12 @@ int finalize_bounded() noexcept {
 apr_status_t child_exit(void*) {
     app::executor* ex = g_executor.exchange(nullptr);
     if (ex == nullptr) return APR_SUCCESS;
+    if (!child_stop_watchdog_stop()) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
+                     "PYI0113: child exiting while its request-timeout watchdog waits for an interpreter; "
+                     "Python finalization skipped");
+        return APR_SUCCESS;
+    }
     int active = ex->in_flight();
     if (active > 0) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
@@ -173,6 +180,7 @@ void runtime_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
     if (ex == nullptr) return;
     g_executor.store(ex);
     apr_pool_cleanup_register(pchild, nullptr, child_exit, apr_pool_cleanup_null);
+    child_stop_start(*ex, s);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "PYI0109: Python %s started in child %ld", Py_GetVersion(),
                  static_cast<long>(getpid()));
     for (server_rec* vs = s; vs != nullptr; vs = vs->next) {

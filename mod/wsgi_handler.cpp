@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "app/interrupt.h"
+#include "child_stop.h"
 #include "error_log.h"
 #include "log_stream.h"
 #include "protocol.h"
@@ -103,6 +105,19 @@ void close_result(wsgi_request* q, PyObject* result, const py::ref& first) noexc
                              "the response is completed");
 }
 
+// The request was interrupted (app/interrupt.h: its timeout passed or the
+// child is stopping; the watchdog logged it with its stack): 504 (503 at a
+// stop) when nothing was sent yet, else the connection is cut.
+int report_interrupted(wsgi_request* q, const app::request_target& t) noexcept {
+    bool stopping = child_is_stopping();
+    ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, "PYI0707: '%s' interrupted (%s); %s", t.script,
+                  stopping ? "server stopping" : "request timeout",
+                  q->headers_sent ? "connection cut" : stopping ? "answered 503" : "answered 504");
+    if (!q->headers_sent) return stopping ? HTTP_SERVICE_UNAVAILABLE : HTTP_GATEWAY_TIME_OUT;
+    response_abort(q);
+    return OK;
+}
+
 // Reports the application's exception and decides the request's status.
 int report(wsgi_request* q, py::ref exc, const app::request_target& t) noexcept {
     request_rec* r = q->r;
@@ -114,6 +129,7 @@ int report(wsgi_request* q, py::ref exc, const app::request_target& t) noexcept 
         return OK;
     }
     if (q->headers_sent) response_unsend(q);  // nothing on its way yet: a clean 500
+    if (app::is_request_timeout(exc.get())) return report_interrupted(q, t);
     py::restore_exception(std::move(exc));
     log_python_exception(r, nullptr,
                          apr_psprintf(r->pool, "PYI0702: exception in the WSGI application of '%s'%s", t.script,

@@ -7,6 +7,7 @@
 
 #include "app_cache.h"
 #include "fallback.h"
+#include "interrupt.h"
 #include "pyinterp/py/ref.h"
 #include "script.h"
 
@@ -43,6 +44,22 @@ public:
 private:
     inflight_registry& reg_;
     inflight_request* job_;
+};
+
+// At the end of a round, still registered and holding the GIL: an
+// interruption (interrupt.h) raised after the request's Python code was
+// done is dropped, so that it does not hit this thread's next request.
+class late_interrupt_dropped {
+public:
+    explicit late_interrupt_dropped(const inflight_request& job) noexcept : job_(job) {}
+    ~late_interrupt_dropped() {
+        if (job_.fired() != 0) drop_late_interrupt();
+    }
+    late_interrupt_dropped(const late_interrupt_dropped&) = delete;
+    late_interrupt_dropped& operator=(const late_interrupt_dropped&) = delete;
+
+private:
+    const inflight_request& job_;
 };
 
 // Counts a run as in flight for its lifetime.
@@ -114,6 +131,7 @@ bool executor::run_in(const pyinterp::view& v, const request_target& t, const pr
     }
     // From here to the end of the scope this thread holds the interpreter's GIL.
     registered inside(inflight_, job, v);
+    late_interrupt_dropped late(*job);
     py::ref module = private_module();
     interp_state* st = module ? state_of(module.get()) : nullptr;
     if (st == nullptr || !prepare(st)) {
@@ -158,6 +176,8 @@ void executor::describe(const request_target& t, inflight_request* job) noexcept
     job->start_ns = monotonic_ns();
     if (t.slow_request_ms > 0)
         job->deadline_ns[unsigned(deadline_kind::slow)] = job->start_ns + int64_t(t.slow_request_ms) * 1000000;
+    if (t.request_timeout_ms > 0)
+        job->deadline_ns[unsigned(deadline_kind::timeout)] = job->start_ns + int64_t(t.request_timeout_ms) * 1000000;
 }
 
 // A request whose stack the slow-request log showed: its end, with its

@@ -1,0 +1,42 @@
+// Requests that run too long, and a child that stops with requests still
+// running: the httpd side of app/interrupt.h.
+//
+// * Request timeouts: a watchdog thread (app/inflight.h) over the
+//   executor's in-flight registry raises RequestTimeout in every request
+//   whose PyInterpRequestTimeout passed, inside its own interpreter.
+// * Stopping (httpd's child_stopping hook): at a stop, every request still
+//   in Python is interrupted at once; at a graceful stop or restart, those
+//   still in Python after a grace period are.  A child whose requests are
+//   stuck in C (which no exception reaches) or whose finalization hangs
+//   exits on its own shortly after, before httpd escalates to SIGKILL.
+#pragma once
+
+#include <httpd.h>
+
+#include "app/executor.h"
+
+namespace pyinterp::mod {
+
+// How long a graceful stop or restart lets requests in Python finish
+// before interrupting them, and how long after the stop signal a child
+// whose requests are still in Python (stuck in C) or whose finalization
+// has not ended exits without waiting any longer.
+inline constexpr int k_graceful_grace_ms = 1500;
+inline constexpr int k_stop_exit_ms = 1500;
+inline constexpr int k_graceful_exit_ms = 1900;
+
+// Starts the request-timeout watchdog over `ex`'s registry.  No GIL.
+void child_stop_start(const app::executor& ex, server_rec* s) noexcept;
+
+// httpd's child_stopping hook.  No GIL.
+void child_stopping(apr_pool_t* pchild, int graceful) noexcept;
+
+// True once the child was told to stop (an interrupted request answers
+// 503 then, not 504).  Any thread.
+bool child_is_stopping() noexcept;
+
+// Stops the watchdog (bounded).  False when it still waits for a GIL:
+// Python must not be finalized then.  No GIL.
+bool child_stop_watchdog_stop() noexcept;
+
+}  // namespace pyinterp::mod
