@@ -104,7 +104,7 @@ std::string parse_timeout(const char* arg, int* out_ms) {
         else if (*c == '.' && !dot) dot = true;
         else ok = false;
     }
-    const std::string bad = "request timeout " + quoted(arg) + " is not a number of seconds (e.g. 30 or 2.5, 0 for off)";
+    std::string bad = "request timeout " + quoted(arg) + " is not a number of seconds (e.g. 30 or 2.5, 0 for off)";
     if (!ok || !digits || std::strlen(arg) > 32) return bad;
     double s = std::strtod(arg, nullptr);
     if (!std::isfinite(s) || s < 0) return bad;
