@@ -22,7 +22,7 @@ namespace pyinterp::mod {
 // whose requests are still in Python (stuck in C) or whose finalization
 // has not ended exits without waiting any longer.
 inline constexpr int k_graceful_grace_ms = 1500;
-inline constexpr int k_stop_exit_ms = 1500;
+inline constexpr int k_stop_exit_ms = 1000;
 inline constexpr int k_graceful_exit_ms = 1900;
 
 // Starts the request-timeout watchdog over `ex`'s registry.  No GIL.
