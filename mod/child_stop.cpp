@@ -6,10 +6,12 @@
 #include <http_log.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <new>
 #include <thread>
+#include <vector>
 
 #include "app/interrupt.h"
 #include "error_log.h"
@@ -30,8 +32,11 @@ app::watchdog* g_watchdog = nullptr;  // the child's main thread only
 std::atomic<bool> g_stopping{false};
 
 // The watchdog's timeout action: inside the request's interpreter, GIL held.
+// What runs in Python outside a request (an atexit handler, atexit_bound.h)
+// has no URL.
 void on_timeout(const app::inflight_info& info, PyThreadState* ts, app::deadline_kind, void*) noexcept {
-    app::interrupt_request(info, ts, app::interrupt_reason::timeout, g_log);
+    app::interrupt_request(info, ts, info.url.empty() ? app::interrupt_reason::atexit : app::interrupt_reason::timeout,
+                           g_log);
 }
 
 // Inside the request's interpreter, GIL held (visit()).
@@ -45,23 +50,29 @@ void on_stop(const app::inflight_info& info, PyThreadState* ts, void*) noexcept 
 void interrupt_all() noexcept {
     try {
         const app::inflight_registry& reg = g_executor->inflight();
-        reg.visit(reg.list(), on_stop, nullptr);
+        std::vector<app::inflight_info> requests = reg.list();
+        // Requests only (they have a URL); atexit handlers have their own bound.
+        requests.erase(std::remove_if(requests.begin(), requests.end(),
+                                      [](const app::inflight_info& i) { return i.url.empty(); }),
+                       requests.end());
+        reg.visit(requests, on_stop, nullptr);
     } catch (...) {
         // Out of memory: the exit below still bounds the stop.
     }
 }
 
 // The stop's own thread: after `grace_ms` interrupts what is still in
-// Python, and after `exit_ms` ends the process if it is still here (a
-// request stuck in C, a finalization that hangs) -- for a graceful stop
-// only while requests are still inside Python.
-void stopper(int grace_ms, int exit_ms, bool graceful) noexcept {
+// Python, and after `exit_ms` ends the process if requests are still inside
+// Python then (stuck in C, where no exception reaches).
+void stopper(int grace_ms, int exit_ms) noexcept {
     auto began = std::chrono::steady_clock::now();
     if (grace_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(grace_ms));
     if (g_executor->inflight().size() > 0) interrupt_all();
     std::this_thread::sleep_until(began + std::chrono::milliseconds(exit_ms));
-    int left = g_executor->inflight().size();
-    if (graceful && left == 0) return;
+    // Requests only: what else runs in Python then (atexit handlers, the
+    // finalization) is bounded by the child's exit itself (runtime.cpp).
+    int left = g_executor->in_flight();
+    if (left == 0) return;
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
                  "PYI0812: child still busy %d ms after it was told to stop (%d request(s) inside Python, "
                  "blocked in C); it exits now",
@@ -92,7 +103,7 @@ void child_stopping(apr_pool_t*, int graceful) noexcept {
     int grace = graceful ? k_graceful_grace_ms : 0;
     int exit_after = graceful ? k_graceful_exit_ms : k_stop_exit_ms;
     try {
-        std::thread(stopper, grace, exit_after, graceful != 0).detach();
+        std::thread(stopper, grace, exit_after).detach();
     } catch (...) {
         if (!graceful) interrupt_all();
     }

@@ -7,8 +7,9 @@
 // * Stopping (httpd's child_stopping hook): at a stop, every request still
 //   in Python is interrupted at once; at a graceful stop or restart, those
 //   still in Python after a grace period are.  A child whose requests are
-//   stuck in C (which no exception reaches) or whose finalization hangs
-//   exits on its own shortly after, before httpd escalates to SIGKILL.
+//   stuck in C (which no exception reaches) exits on its own shortly after,
+//   before httpd escalates to SIGKILL (a finalization that hangs is bounded
+//   by runtime.cpp).
 #pragma once
 
 #include <httpd.h>
@@ -19,8 +20,8 @@ namespace pyinterp::mod {
 
 // How long a graceful stop or restart lets requests in Python finish
 // before interrupting them, and how long after the stop signal a child
-// whose requests are still in Python (stuck in C) or whose finalization
-// has not ended exits without waiting any longer.
+// whose requests are still in Python (stuck in C) exits without waiting any
+// longer.
 inline constexpr int k_graceful_grace_ms = 1500;
 inline constexpr int k_stop_exit_ms = 1000;
 inline constexpr int k_graceful_exit_ms = 1900;

@@ -14,7 +14,9 @@
 #include <mutex>
 #include <new>
 #include <thread>
+#include <vector>
 
+#include "app/atexit_bound.h"
 #include "child_stop.h"
 #include "config.h"
 #include "error_log.h"
@@ -33,16 +35,48 @@ namespace {
 // library's bounded wait), and how long finalization may take in all before
 // the child exits without it.
 constexpr int k_end_timeout_ms = 500;
-constexpr auto k_finalize_budget = std::chrono::milliseconds(1500);
+constexpr auto k_finalize_budget = std::chrono::milliseconds(1200);
+// How long one application's atexit handler may run Python (atexit_bound.h).
+constexpr int k_atexit_bound_ms = 500;
 
 // Process-wide C state only (no Python objects).
 server_rec* g_server = nullptr;
 std::atomic<app::executor*> g_executor{nullptr};
 
+// Every interpreter the executor set up, in the order it did, for their
+// atexit handlers at a normal stop.
+std::mutex g_views_mu;
+std::vector<pyinterp::view>* g_views = nullptr;
+
 // The executor's per-interpreter setup: sys.stdout and sys.stderr to the
-// main server's error log.  GIL held.
+// main server's error log; atexit handlers bounded in time.  GIL held.
 bool setup_interpreter(app::interp_state* st, void* server) noexcept {
-    return log_streams_install(wsgi_state_of(st), static_cast<server_rec*>(server));
+    if (!log_streams_install(wsgi_state_of(st), static_cast<server_rec*>(server))) return false;
+    app::executor* ex = g_executor.load();
+    if (ex == nullptr || !app::install_bounded_atexit(&ex->inflight(), k_atexit_bound_ms)) return ex == nullptr;
+    try {
+        std::lock_guard<std::mutex> lk(g_views_mu);
+        if (g_views == nullptr) g_views = new std::vector<pyinterp::view>;
+        g_views->push_back(pyinterp::view::current());
+    } catch (...) {
+        // Out of memory: its handlers run when it ends, unbounded.
+    }
+    return true;
+}
+
+// At a normal stop, before any interpreter ends: every interpreter's atexit
+// handlers, subinterpreters last set up first, the main interpreter last.
+// No GIL held.
+void run_all_atexit_handlers() noexcept {
+    std::vector<pyinterp::view> views;
+    {
+        std::lock_guard<std::mutex> lk(g_views_mu);
+        if (g_views != nullptr) views.swap(*g_views);
+    }
+    for (auto it = views.rbegin(); it != views.rend(); ++it)
+        if (it->id() != 0) app::run_atexit_handlers(*it);
+    for (const pyinterp::view& v : views)
+        if (v.id() == 0) app::run_atexit_handlers(v);
 }
 
 // PyInterpImportScript through the executor: nothing to serve once the
@@ -97,7 +131,17 @@ int finalize_bounded() noexcept {
         // No watchdog: finalize unguarded (the dispatch library still bounds
         // its waits for in-flight entries).
     }
-    int rc = pyinterp_finalize();
+    // The applications' atexit handlers first, in their own interpreters,
+    // each bounded, while the request-timeout watchdog still runs to bound
+    // them; then that watchdog stops, and only then interpreters end.
+    run_all_atexit_handlers();
+    int rc = PYINTERP_ERR_STATE;
+    if (child_stop_watchdog_stop())
+        rc = pyinterp_finalize();
+    else
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
+                     "PYI0113: child exiting while its request-timeout watchdog waits for an interpreter; "
+                     "Python finalization skipped");
     {
         std::lock_guard<std::mutex> lk(mu);
         done = true;
@@ -114,12 +158,6 @@ int finalize_bounded() noexcept {
 apr_status_t child_exit(void*) {
     app::executor* ex = g_executor.exchange(nullptr);
     if (ex == nullptr) return APR_SUCCESS;
-    if (!child_stop_watchdog_stop()) {
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
-                     "PYI0113: child exiting while its request-timeout watchdog waits for an interpreter; "
-                     "Python finalization skipped");
-        return APR_SUCCESS;
-    }
     int active = ex->in_flight();
     if (active > 0) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
@@ -127,6 +165,7 @@ apr_status_t child_exit(void*) {
         return APR_SUCCESS;  // the executor stays: requests still use it
     }
     int rc = finalize_bounded();
+    if (rc == PYINTERP_ERR_STATE) return APR_SUCCESS;  // PYI0113
     if (rc != PYINTERP_OK)
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, g_server, "PYI0107: Python finalization skipped: %s",
                      pyinterp_strerror(rc));

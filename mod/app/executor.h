@@ -119,6 +119,9 @@ public:
 
     // The requests inside an interpreter now, for a watchdog (inflight.h).
     const inflight_registry& inflight() const noexcept { return inflight_; }
+    // The same, for what runs in Python outside requests and is watched like
+    // them (bounded atexit handlers, atexit_bound.h).
+    inflight_registry& inflight() noexcept { return inflight_; }
 
     const log_sink& log() const noexcept { return opt_.log; }
 

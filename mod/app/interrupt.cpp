@@ -46,17 +46,26 @@ bool is_request_timeout(PyObject* exc) noexcept {
 void interrupt_request(const inflight_info& info, PyThreadState* ts, interrupt_reason why,
                        const log_sink& log) noexcept {
     double elapsed = double(monotonic_ns() - info.start_ns) / 1e9;
-    const char* code = why == interrupt_reason::timeout ? "PYI0810" : "PYI0811";
+    const char* code = why == interrupt_reason::timeout    ? "PYI0810"
+                       : why == interrupt_reason::stopping ? "PYI0811"
+                                                           : "PYI0813";
     // A timeout is the application's failure; a stop is the operator's doing.
     level lv = why == interrupt_reason::timeout ? level::error : level::warn;
     std::vector<stack_frame> frames = python_stack(ts);
-    app::log(log, lv,
-             "%s: %s #%llu: %s in application group '%s' (interpreter '%s', id %lld) interrupted after %.1f s; "
-             "its Python stack (most recent call last):",
-             code, why == interrupt_reason::timeout ? "request timeout of request" : "server stopping, request",
-             static_cast<unsigned long long>(info.id), info.url.empty() ? info.script.c_str() : info.url.c_str(),
-             shown_group(info.group.c_str()), info.interpreter.c_str(), static_cast<long long>(info.interpreter_id),
-             elapsed);
+    if (why == interrupt_reason::atexit)
+        app::log(log, lv,
+                 "%s: %s #%llu in interpreter '%s' (id %lld) interrupted after %.1f s at exit; its Python stack (most "
+                 "recent call last):",
+                 code, info.script.c_str(), static_cast<unsigned long long>(info.id), info.interpreter.c_str(),
+                 static_cast<long long>(info.interpreter_id), elapsed);
+    else
+        app::log(log, lv,
+                 "%s: %s #%llu: %s in application group '%s' (interpreter '%s', id %lld) interrupted after %.1f s; "
+                 "its Python stack (most recent call last):",
+                 code, why == interrupt_reason::timeout ? "request timeout of request" : "server stopping, request",
+                 static_cast<unsigned long long>(info.id), info.url.empty() ? info.script.c_str() : info.url.c_str(),
+                 shown_group(info.group.c_str()), info.interpreter.c_str(), static_cast<long long>(info.interpreter_id),
+                 elapsed);
     if (frames.empty())
         app::log(log, lv, "%s: #%llu   (no Python frame: blocked in C, interrupted when it returns)", code,
                  static_cast<unsigned long long>(info.id));

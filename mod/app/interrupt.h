@@ -33,7 +33,11 @@ PyObject* request_timeout_type() noexcept;
 bool is_request_timeout(PyObject* exc) noexcept;
 
 // Why a request is interrupted, for its log entry.
-enum class interrupt_reason { timeout, stopping };
+enum class interrupt_reason {
+    timeout,   // its PyInterpRequestTimeout passed (PYI0810, error)
+    stopping,  // the child is stopping (PYI0811, warn)
+    atexit,    // an atexit handler ran past its bound (PYI0813, warn; atexit_bound.h)
+};
 
 // Logs the request (PYI0810 at error level for a timeout, PYI0811 at warn
 // at a stop, one line per stack frame) and raises RequestTimeout in its thread.

@@ -160,3 +160,34 @@ def test_repeated_graceful_restarts(httpd):
         assert wait_until(lambda: "resuming normal operations" in server.log_text(offset), 5.0)
     warm(server, 1)
     assert server.stop() < STOP_LIMIT
+
+
+ATEXIT_APP = harness.app("atexit")
+ATEXIT_EXTRA = """
+PyInterpScriptAlias /a "{app}" application-group=alpha
+PyInterpScriptAlias /b "{app}" application-group=beta
+PyInterpScriptAlias /g "{app}" application-group=%{{GLOBAL}}
+""".format(app=ATEXIT_APP)
+
+
+@pytest.mark.parametrize("mpm", MPMS)
+def test_atexit_handlers_run_in_their_interpreters_each_bounded(httpd, mpm, log_allow):
+    """At a normal stop every group's atexit handlers run in that group's
+    interpreter; one that never returns is interrupted after its bound
+    (logged with its stack) and the handlers after it still run; one taken
+    back with atexit.unregister does not run; the stop stays quick."""
+    log_allow(r"PYI0813", r"Exception ignored in atexit callback", r"RequestTimeout", r"Traceback",
+              r"File \"", r"spinning_handler|while True|\^")
+    server = httpd(name="atexit-" + mpm, mpm=mpm, threads=2, extra=ATEXIT_EXTRA)
+    ids = {p: server.get_json(p)["interp"] for p in ("/a/spin", "/b/unregister", "/g/decorator")}
+    took = server.stop()
+    assert took < STOP_LIMIT, "stop took %.1f s" % took
+    log = server.log_text()
+    ran = set(re.findall(r"pyinterp-test-atexit-ran name=(\w+) interp=(\d+)", log))
+    assert ("first", str(ids["/a/spin"])) in ran, log[-3000:]
+    assert ("first", str(ids["/b/unregister"])) in ran and ("first", "0") in ran, log[-3000:]
+    assert ("decorated", "0") in ran, log[-3000:]
+    assert not any(name == "unregistered" for name, _ in ran), ran
+    assert re.search(r"PYI0813: atexit handler spinning_handler #\d+ in interpreter 'alpha' .*interrupted", log), \
+        log[-3000:]
+    assert re.search(r"PYI0813: #\d+ +File .*, in spinning_handler", log)
