@@ -52,9 +52,9 @@ void interrupt_all() noexcept {
         const app::inflight_registry& reg = g_executor->inflight();
         std::vector<app::inflight_info> requests = reg.list();
         // Requests only (they have a URL); atexit handlers have their own bound.
-        requests.erase(std::remove_if(requests.begin(), requests.end(),
-                                      [](const app::inflight_info& i) { return i.url.empty(); }),
-                       requests.end());
+        requests.erase(
+            std::remove_if(requests.begin(), requests.end(), [](const app::inflight_info& i) { return i.url.empty(); }),
+            requests.end());
         reg.visit(requests, on_stop, nullptr);
     } catch (...) {
         // Out of memory: the exit below still bounds the stop.

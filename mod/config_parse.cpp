@@ -84,10 +84,14 @@ std::string parse_group(const char* arg, parsed_group* out) {
 }
 
 std::string parse_fallback(const char* arg, app::fallback_policy* out) {
-    if (strcasecmp(arg, "route") == 0) *out = app::fallback_policy::route;
-    else if (strcasecmp(arg, "refuse") == 0) *out = app::fallback_policy::refuse;
-    else if (strcasecmp(arg, "allow") == 0) *out = app::fallback_policy::allow;
-    else return "unknown subinterpreter fallback " + quoted(arg) + " (expected route, refuse or allow)";
+    if (strcasecmp(arg, "route") == 0)
+        *out = app::fallback_policy::route;
+    else if (strcasecmp(arg, "refuse") == 0)
+        *out = app::fallback_policy::refuse;
+    else if (strcasecmp(arg, "allow") == 0)
+        *out = app::fallback_policy::allow;
+    else
+        return "unknown subinterpreter fallback " + quoted(arg) + " (expected route, refuse or allow)";
     return {};
 }
 
@@ -100,9 +104,12 @@ std::string parse_timeout(const char* arg, int* out_ms) {
     // or "nan", which strtod would take).
     bool digits = false, dot = false, ok = *arg != '\0';
     for (const char* c = arg; ok && *c; ++c) {
-        if (is_digit(*c)) digits = true;
-        else if (*c == '.' && !dot) dot = true;
-        else ok = false;
+        if (is_digit(*c))
+            digits = true;
+        else if (*c == '.' && !dot)
+            dot = true;
+        else
+            ok = false;
     }
     std::string bad = "request timeout " + quoted(arg) + " is not a number of seconds (e.g. 30 or 2.5, 0 for off)";
     if (!ok || !digits || std::strlen(arg) > 32) return bad;

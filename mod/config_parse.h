@@ -50,11 +50,11 @@ std::string parse_timeout(const char* arg, int* out_ms);
 // The trailing key=value options of PyInterpScriptAlias and
 // PyInterpImportScript.
 struct parsed_options {
-    parsed_group group;              // application-group= (kind unset if absent)
-    bool has_callable = false;       // callable=
+    parsed_group group;         // application-group= (kind unset if absent)
+    bool has_callable = false;  // callable=
     std::string callable;
     app::fallback_policy fallback = app::fallback_policy::unset;  // subinterpreter-fallback=
-    int request_timeout_ms = -1;     // request-timeout= (-1 if absent, 0 for off)
+    int request_timeout_ms = -1;                                  // request-timeout= (-1 if absent, 0 for off)
 };
 
 // Which options besides application-group= and callable= a directive takes.

@@ -17,14 +17,37 @@ namespace {
 // The keys environ_new adds after httpd's variables, in wsgi_state's
 // environ_fixed.
 enum fixed_key : int {
-    k_version, k_url_scheme, k_input, k_errors, k_multithread, k_multiprocess, k_run_once, k_input_terminated,
-    k_file_wrapper, k_application_group, k_interpreter, k_interpreter_id, k_callable_object, k_script_reloading,
+    k_version,
+    k_url_scheme,
+    k_input,
+    k_errors,
+    k_multithread,
+    k_multiprocess,
+    k_run_once,
+    k_input_terminated,
+    k_file_wrapper,
+    k_application_group,
+    k_interpreter,
+    k_interpreter_id,
+    k_callable_object,
+    k_script_reloading,
     k_fixed_count
 };
 constexpr const char* k_fixed_names[] = {
-    "wsgi.version", "wsgi.url_scheme", "wsgi.input", "wsgi.errors", "wsgi.multithread", "wsgi.multiprocess",
-    "wsgi.run_once", "wsgi.input_terminated", "wsgi.file_wrapper", "pyinterp.application_group",
-    "pyinterp.interpreter", "pyinterp.interpreter_id", "pyinterp.callable_object", "pyinterp.script_reloading",
+    "wsgi.version",
+    "wsgi.url_scheme",
+    "wsgi.input",
+    "wsgi.errors",
+    "wsgi.multithread",
+    "wsgi.multiprocess",
+    "wsgi.run_once",
+    "wsgi.input_terminated",
+    "wsgi.file_wrapper",
+    "pyinterp.application_group",
+    "pyinterp.interpreter",
+    "pyinterp.interpreter_id",
+    "pyinterp.callable_object",
+    "pyinterp.script_reloading",
 };
 static_assert(k_fixed_count == wsgi_state::k_fixed_environ_keys &&
               sizeof k_fixed_names / sizeof k_fixed_names[0] == k_fixed_count);
@@ -82,7 +105,8 @@ void environ_request_vars(apr_table_t* e, const request_line& line, const app::r
     apr_table_setn(e, "PATH_INFO", t.path_info);
     apr_table_unset(e, "PATH_TRANSLATED");
     if (t.pass_authorization) {
-        if (const char* auth = apr_table_get(headers_in, "Authorization")) apr_table_setn(e, "HTTP_AUTHORIZATION", auth);
+        if (const char* auth = apr_table_get(headers_in, "Authorization"))
+            apr_table_setn(e, "HTTP_AUTHORIZATION", auth);
     } else {
         apr_table_unset(e, "HTTP_AUTHORIZATION");
     }

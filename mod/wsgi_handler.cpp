@@ -112,7 +112,9 @@ int report_interrupted(wsgi_request* q, const app::request_target& t) noexcept {
     bool stopping = child_is_stopping();
     ap_log_rerror(APLOG_MARK, APLOG_INFO, 0, q->r, "PYI0707: '%s' interrupted (%s); %s", t.script,
                   stopping ? "server stopping" : "request timeout",
-                  q->headers_sent ? "connection cut" : stopping ? "answered 503" : "answered 504");
+                  q->headers_sent ? "connection cut"
+                  : stopping      ? "answered 503"
+                                  : "answered 504");
     if (!q->headers_sent) return stopping ? HTTP_SERVICE_UNAVAILABLE : HTTP_GATEWAY_TIME_OUT;
     response_abort(q);
     return OK;

@@ -17,8 +17,8 @@ namespace pyinterp::mod::wsgi_validate {
 // RFC 9110 token characters (header names).
 constexpr bool is_tchar(char32_t c) noexcept {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '!' || c == '#' ||
-           c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' || c == '+' || c == '-' || c == '.' ||
-           c == '^' || c == '_' || c == '`' || c == '|' || c == '~';
+           c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' || c == '+' || c == '-' || c == '.' || c == '^' ||
+           c == '_' || c == '`' || c == '|' || c == '~';
 }
 
 // Control characters other than horizontal tab, DEL, and anything outside
@@ -69,7 +69,8 @@ bool valid_content_length(size_t n, At at) noexcept {
 // is a valid header name, in ASCII.
 inline bool is_hop_by_hop(const char* name) noexcept {
     static const char* const k_hop_by_hop[] = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-                                               "te", "trailer", "trailers", "transfer-encoding", "upgrade"};
+                                               "te",         "trailer",    "trailers",           "transfer-encoding",
+                                               "upgrade"};
     for (const char* hop : k_hop_by_hop)
         if (strcasecmp(name, hop) == 0) return true;
     return false;

@@ -17,8 +17,7 @@ inflight_registry* g_registry = nullptr;
 int g_bound_ms = 0;
 
 struct bounded_object {
-    PyObject_HEAD
-    PyObject* func;
+    PyObject_HEAD PyObject* func;
 };
 
 bounded_object* as_bounded(PyObject* o) noexcept {
@@ -90,8 +89,11 @@ PyType_Slot bounded_slots[] = {
 };
 
 PyType_Spec bounded_spec = {
-    "_pyinterp.BoundedAtexit", sizeof(bounded_object), 0,
-    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION, bounded_slots,
+    "_pyinterp.BoundedAtexit",
+    sizeof(bounded_object),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    bounded_slots,
 };
 
 // atexit.register(func, *args, **kwargs), with func wrapped.  `self` is a
@@ -109,9 +111,9 @@ PyObject* py_register(PyObject* self, PyObject* args, PyObject* kwargs) {
     as_bounded(wrapped.get())->func = Py_NewRef(func);
     PyObject_GC_Track(wrapped.get());
     py::ref rest = py::ref::steal(PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args)));
-    py::ref call_args = rest ? py::ref::steal(PySequence_Concat(
-                                   py::ref::steal(PyTuple_Pack(1, wrapped.get())).get(), rest.get()))
-                             : py::ref();
+    py::ref call_args =
+        rest ? py::ref::steal(PySequence_Concat(py::ref::steal(PyTuple_Pack(1, wrapped.get())).get(), rest.get()))
+             : py::ref();
     if (!call_args) return nullptr;
     py::ref done = py::ref::steal(PyObject_Call(original, call_args.get(), kwargs));
     if (!done) return nullptr;

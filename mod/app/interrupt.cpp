@@ -70,8 +70,8 @@ void interrupt_request(const inflight_info& info, PyThreadState* ts, interrupt_r
         app::log(log, lv, "%s: #%llu   (no Python frame: blocked in C, interrupted when it returns)", code,
                  static_cast<unsigned long long>(info.id));
     for (const stack_frame& f : frames)
-        app::log(log, lv, "%s: #%llu   File \"%s\", line %d, in %s", code,
-                 static_cast<unsigned long long>(info.id), f.file.c_str(), f.line, f.function.c_str());
+        app::log(log, lv, "%s: #%llu   File \"%s\", line %d, in %s", code, static_cast<unsigned long long>(info.id),
+                 f.file.c_str(), f.line, f.function.c_str());
     PyObject* type = request_timeout_type();
     if (type == nullptr || PyThreadState_SetAsyncExc(info.thread_ident, type) != 1) {
         PyErr_Clear();

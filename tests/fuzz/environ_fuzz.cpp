@@ -52,9 +52,12 @@ const char* cgi_name(apr_pool_t* p, const std::string& header) {
     if (header.empty()) return nullptr;
     std::string out = "HTTP_";
     for (char c : header) {
-        if (c == '-') out.push_back('_');
-        else if (std::isalnum(static_cast<unsigned char>(c))) out.push_back(char(std::toupper(static_cast<unsigned char>(c))));
-        else return nullptr;
+        if (c == '-')
+            out.push_back('_');
+        else if (std::isalnum(static_cast<unsigned char>(c)))
+            out.push_back(char(std::toupper(static_cast<unsigned char>(c))));
+        else
+            return nullptr;
     }
     if (out == "HTTP_AUTHORIZATION" || out == "HTTP_PROXY_AUTHORIZATION") return nullptr;  // httpd hides them
     return apr_pstrdup(p, out.c_str());
@@ -104,7 +107,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     size_t sp1 = line.find(' '), sp2 = sp1 == std::string::npos ? sp1 : line.find(' ', sp1 + 1);
     const char* method = apr_pstrdup(p, line.substr(0, sp1).c_str());
-    std::string target = sp1 == std::string::npos ? "/" : line.substr(sp1 + 1, sp2 == std::string::npos ? sp2 : sp2 - sp1 - 1);
+    std::string target =
+        sp1 == std::string::npos ? "/" : line.substr(sp1 + 1, sp2 == std::string::npos ? sp2 : sp2 - sp1 - 1);
     const char* protocol = apr_pstrdup(p, sp2 == std::string::npos ? "HTTP/1.0" : line.substr(sp2 + 1).c_str());
     size_t q = target.find('?');
     const char* uri = apr_pstrdup(p, target.substr(0, q).c_str());
