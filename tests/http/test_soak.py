@@ -87,10 +87,10 @@ def test_graceful_restart_soak(httpd):
             offset = server.log_size()
             before = clients.ok
             server.graceful()
-            assert wait_until(lambda: "resuming normal operations" in server.log_text(offset), 10.0), \
+            assert wait_until(lambda: "resuming normal operations" in server.log_text(offset), 20.0), \
                 server.log_text(offset)[-3000:]
             # The new generation answers before the next restart.
-            assert wait_until(lambda: clients.ok > before + 4, 10.0), (i, clients.ok, clients.lost[:5])
+            assert wait_until(lambda: clients.ok > before + 4, 20.0), ("no answers after restart", i, clients.ok, clients.lost[:5])
             if i >= WARMUP:
                 rss.append(rss_kib(parent))
                 # A child that is exiting has closed its descriptors: the

@@ -130,7 +130,7 @@ def test_stop_with_a_stuck_request(httpd, log_allow, mpm, path):
     server = httpd(name="stop-" + mpm, mpm=mpm, threads=2, extra=EXTRA)
     server.get("/n/ok")
     t, result = start_stuck(server, path)
-    assert wait_until(lambda: server.open_connections() > 0, 5.0)
+    assert wait_until(lambda: server.held_connections() > 0, 5.0)
     time.sleep(0.5)
     took = server.stop(wait_idle=False)
     t.join(30)
@@ -154,7 +154,7 @@ def test_graceful_restart_with_a_stuck_request(httpd, log_allow):
     server = httpd(name="graceful-stuck", threads=2, extra=EXTRA)
     old = server.get_json("/n/ok")["pid"]
     t, result = start_stuck(server, "/n/spin-forever")
-    assert wait_until(lambda: server.open_connections() > 0, 5.0)
+    assert wait_until(lambda: server.held_connections() > 0, 5.0)
     time.sleep(0.3)
     offset = server.log_size()
     server.graceful()
