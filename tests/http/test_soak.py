@@ -90,7 +90,8 @@ def test_graceful_restart_soak(httpd):
             assert wait_until(lambda: "resuming normal operations" in server.log_text(offset), 20.0), \
                 server.log_text(offset)[-3000:]
             # The new generation answers before the next restart.
-            assert wait_until(lambda: clients.ok > before + 4, 20.0), ("no answers after restart", i, clients.ok, clients.lost[:5])
+            assert wait_until(lambda: clients.ok > before + 4, 20.0), \
+                ("no answers after restart", i, clients.ok, clients.lost[:5])
             if i >= WARMUP:
                 rss.append(rss_kib(parent))
                 # A child that is exiting has closed its descriptors: the
