@@ -35,9 +35,17 @@ const char* fail(cmd_parms* cmd, const char* fmt, const char* a = "", const char
     return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", apr_psprintf(cmd->pool, fmt, a, b), nullptr);
 }
 
-// A pure parser's error, prefixed with the directive's name.
-const char* failed(cmd_parms* cmd, const std::string& err) noexcept {
-    return apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err.c_str(), nullptr);
+// Runs `parse` (a pure parser of config_parse.h returning its error, and
+// copying what it parsed on success).  nullptr, or the error prefixed with
+// the directive's name.
+template <typename F>
+const char* checked(cmd_parms* cmd, F parse) noexcept {
+    try {
+        std::string err = parse();
+        return err.empty() ? nullptr : apr_pstrcat(cmd->pool, cmd->cmd->name, ": ", err.c_str(), nullptr);
+    } catch (...) {
+        return fail(cmd, "out of memory");
+    }
 }
 
 group_spec pooled(cmd_parms* cmd, const parsed_group& g) noexcept {
@@ -46,15 +54,12 @@ group_spec pooled(cmd_parms* cmd, const parsed_group& g) noexcept {
 
 // Parses an application group value.  Returns nullptr or an error message.
 const char* parse_group(cmd_parms* cmd, const char* arg, group_spec* out) noexcept {
-    try {
+    return checked(cmd, [&] {
         parsed_group g;
         std::string err = mod::parse_group(arg, &g);
-        if (!err.empty()) return failed(cmd, err);
-        *out = pooled(cmd, g);
-        return nullptr;
-    } catch (...) {
-        return fail(cmd, "out of memory");
-    }
+        if (err.empty()) *out = pooled(cmd, g);
+        return err;
+    });
 }
 
 // The trailing key=value options of the alias and import directives
@@ -63,18 +68,16 @@ const char* parse_group(cmd_parms* cmd, const char* arg, group_spec* out) noexce
 const char* parse_options(cmd_parms* cmd, int argc, char* const argv[], int first, unsigned accepted,
                           group_spec* group, const char** callable, fallback_policy* fallback = nullptr,
                           int* request_timeout_ms = nullptr) noexcept {
-    try {
+    return checked(cmd, [&] {
         parsed_options o;
         std::string err = mod::parse_options(argc, argv, first, accepted, &o);
-        if (!err.empty()) return failed(cmd, err);
+        if (!err.empty()) return err;
         if (o.group.kind != group_kind::unset) *group = pooled(cmd, o.group);
         if (o.has_callable) *callable = apr_pstrdup(cmd->pool, o.callable.c_str());
         if (fallback != nullptr && o.fallback != fallback_policy::unset) *fallback = o.fallback;
         if (request_timeout_ms != nullptr && o.request_timeout_ms >= 0) *request_timeout_ms = o.request_timeout_ms;
-        return nullptr;
-    } catch (...) {
-        return fail(cmd, "out of memory");
-    }
+        return err;
+    });
 }
 
 server_config* server_conf_of(cmd_parms* cmd) noexcept {
@@ -166,22 +169,12 @@ const char* cmd_callable_object(cmd_parms* cmd, void* dconf, const char* arg) no
 
 const char* cmd_subinterpreter_fallback(cmd_parms* cmd, void* dconf, const char* arg) noexcept {
     if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
-    try {
-        std::string err = parse_fallback(arg, &static_cast<dir_config*>(dconf)->fallback);
-        return err.empty() ? nullptr : failed(cmd, err);
-    } catch (...) {
-        return fail(cmd, "out of memory");
-    }
+    return checked(cmd, [&] { return parse_fallback(arg, &static_cast<dir_config*>(dconf)->fallback); });
 }
 
 const char* cmd_request_timeout(cmd_parms* cmd, void* dconf, const char* arg) noexcept {
     if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
-    try {
-        std::string err = parse_timeout(arg, &static_cast<dir_config*>(dconf)->request_timeout_ms);
-        return err.empty() ? nullptr : failed(cmd, err);
-    } catch (...) {
-        return fail(cmd, "out of memory");
-    }
+    return checked(cmd, [&] { return parse_timeout(arg, &static_cast<dir_config*>(dconf)->request_timeout_ms); });
 }
 
 const char* cmd_script_reloading(cmd_parms* cmd, void* dconf, int on) noexcept {

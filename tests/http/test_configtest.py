@@ -35,6 +35,12 @@ BAD = [
     ("PyInterpImportScript", 'PyInterpImportScript "%s" application-group=g bogus=1' % APP),
     ("PyInterpImportScript", '<Location /loc>\nPyInterpImportScript "%s" application-group=g\n</Location>' % APP),
     ("PyInterpScriptReloading", "PyInterpScriptReloading maybe"),
+    ("PyInterpRequestTimeout", "PyInterpRequestTimeout soon"),
+    ("PyInterpRequestTimeout", "PyInterpRequestTimeout -5"),
+    ("PyInterpRequestTimeout", "PyInterpRequestTimeout 1e3"),
+    ("PyInterpRequestTimeout", "PyInterpRequestTimeout 90000"),
+    ("PyInterpScriptAlias", 'PyInterpScriptAlias /x "%s" request-timeout=nan' % APP),
+    ("PyInterpImportScript", 'PyInterpImportScript "%s" application-group=g request-timeout=5' % APP),
     ("PyInterpPassAuthorization", "PyInterpPassAuthorization yes-please"),
     ("PyInterpPythonHome", "PyInterpPythonHome relative/path"),
     ("PyInterpPythonHome", "PyInterpPythonHome /nonexistent/python/home"),
@@ -48,7 +54,7 @@ BAD = [
 # The directives the issue asks for (the module may have more).
 DIRECTIVES = ["PyInterpScriptAlias", "PyInterpApplicationGroup", "PyInterpCallableObject",
               "PyInterpImportScript", "PyInterpPythonPath", "PyInterpPythonHome",
-              "PyInterpScriptReloading", "PyInterpPassAuthorization"]
+              "PyInterpScriptReloading", "PyInterpPassAuthorization", "PyInterpRequestTimeout"]
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +96,8 @@ PyInterpScriptAlias /g "{app}" application-group=%{{GLOBAL}}
 PyInterpScriptAlias /s "{app}" application-group=%{{SERVER}}
 PyInterpScriptAlias /r "{app}" application-group=%{{RESOURCE}}
 PyInterpScriptAlias /e "{app}" application-group=%{{ENV:PYGROUP}}
+PyInterpScriptAlias /t "{app}" request-timeout=2.5
+PyInterpRequestTimeout 30
 PyInterpImportScript "{app}" application-group=alpha
 PyInterpImportScript "{app}" application-group=%{{GLOBAL}}
 PyInterpPythonPath /tmp
@@ -98,6 +106,7 @@ PyInterpPythonPath /tmp
     PyInterpCallableObject application
     PyInterpScriptReloading Off
     PyInterpPassAuthorization On
+    PyInterpRequestTimeout Off
 </Location>
 <Directory "{apps}">
     PyInterpApplicationGroup %{{ENV:X}}
