@@ -207,6 +207,13 @@ int serve(const app::application& a, const app::request_target& t, void* request
 
 int load_failed(const app::request_target& t, void* request) noexcept {
     request_rec* r = static_cast<wsgi_call*>(request)->r;
+    py::ref exc = py::take_exception();
+    if (app::is_request_timeout(exc.get())) {  // the script's load ran past the request's timeout
+        wsgi_request q;
+        q.r = r;
+        return report_interrupted(&q, t);
+    }
+    py::restore_exception(std::move(exc));
     log_python_exception(r, nullptr, apr_psprintf(r->pool, "PYI0701: cannot load WSGI script '%s'", t.script));
     return HTTP_INTERNAL_SERVER_ERROR;
 }

@@ -20,10 +20,11 @@ PyInterpScriptAlias /t "{app}" application-group=timeouts request-timeout=1
 PyInterpScriptAlias /d "{app}" application-group=timeouts
 PyInterpScriptAlias /g "{app}" application-group=%{{GLOBAL}} request-timeout=0.5
 PyInterpScriptAlias /n "{app}" application-group=timeouts
+PyInterpScriptAlias /import "{slow}" application-group=timeouts request-timeout=0.5
 <Location /d>
     PyInterpRequestTimeout 1
 </Location>
-""".format(app=STUCK)
+""".format(app=STUCK, slow=harness.app("stuck", "slow_import.wsgi"))
 # The interruption's entry is at error level, on purpose.
 INTERRUPTED = (r"PYI081\d", r"PYI0812")
 # httpd's complaints about children that do not exit.
@@ -72,6 +73,16 @@ def test_timeout_answers_504_logs_the_stack_and_the_thread_serves_on(httpd, log_
         after = server.get_json(base + "/ok")
         assert after["thread"] == before["thread"] and after["pid"] == before["pid"]
     assert server.get("%s/spin?s=0.1" % base).status == 200
+
+
+def test_timeout_while_the_script_loads(httpd, log_allow):
+    log_allow(*INTERRUPTED)
+    server = httpd(name="timeouts", threads=2, extra=EXTRA)
+    start = server.settle_log()
+    assert server.get("/import", timeout=30).status == 504
+    assert server.wait_for_log(r"PYI0810: #\d+   File .*slow_import\.wsgi\", line \d+, in <module>", start)
+    assert "PYI0701" not in server.log_text(start)
+    assert server.get("/t/ok").status == 200
 
 
 def test_except_exception_does_not_swallow_the_timeout(httpd, log_allow):
