@@ -43,10 +43,11 @@ def entries(log, url):
                       % re.escape(url), log)
 
 
-@pytest.mark.parametrize("base,group", [("/t", "timeouts"), ("/d", "timeouts"), ("/g", "%{GLOBAL}")])
-def test_timeout_answers_504_logs_the_stack_and_the_thread_serves_on(httpd, log_allow, base, group):
+@pytest.mark.parametrize("base,group,mpm", [("/t", "timeouts", "event"), ("/d", "timeouts", "worker"),
+                                            ("/g", "%{GLOBAL}", "event"), ("/t", "timeouts", "prefork")])
+def test_timeout_answers_504_logs_the_stack_and_the_thread_serves_on(httpd, log_allow, base, group, mpm):
     log_allow(*INTERRUPTED)
-    server = httpd(name="timeouts", threads=1, extra=EXTRA)
+    server = httpd(name="timeouts-" + mpm, mpm=mpm, threads=1, extra=EXTRA)
     before = server.get_json(base + "/ok")
     start = server.settle_log()
     t = token()
