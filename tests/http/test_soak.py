@@ -81,6 +81,9 @@ class Clients:
 def test_graceful_restart_soak(httpd):
     server = httpd(name="soak", threads=4, processes=2, extra=EXTRA)
     parent = server.pid
+    # The port accepts connections before httpd has its signal handlers: a
+    # SIGUSR1 that early would end it (the signal's default action).
+    assert wait_until(lambda: "resuming normal operations" in server.log_text(), 10.0), server.log_text()
     rss, files = [], []
     with Clients(server) as clients:
         for i in range(RESTARTS):
@@ -105,9 +108,13 @@ def test_graceful_restart_soak(httpd):
     log = server.log_text()
     assert not re.search(r"Assertion|assert(ion)? failed|Fatal Python error|exit signal|Segmentation", log), \
         log[-3000:]
-    # Flat: the parent's RSS within 1 MiB, the children's descriptors within
-    # a few (a connection in flight at the moment of counting).
-    assert max(rss) - min(rss) < 1024, rss
-    assert max(files) - min(files) <= 4, files
+    # Flat: no growth from the first restarts measured to the last ones.  A
+    # sample can catch a child starting up or shutting down (fewer
+    # descriptors) or a connection in flight (one more): compare the largest
+    # of each third.
+    third = len(rss) // 3
+    assert max(rss[-third:]) - max(rss[:third]) < 1024, rss
+    third = len(files) // 3
+    assert max(files[-third:]) <= max(files[:third]) + 2, files
     print("\nsoak: %d answers, %d connections closed by restarts, parent RSS %d-%d KiB, child fds %d-%d"
           % (clients.ok, clients.closed, min(rss), max(rss), min(files), max(files)))
