@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DOC = HERE.parents[1] / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- stop-reload:begin -->", "<!-- stop-reload:end -->"
 sys.path.insert(0, str(HERE.parents[0] / "http"))
 import harness  # noqa: E402  (tests/http/harness.py)
+import http_bench as hb  # noqa: E402  (its write_doc)
 
 STUCK = harness.app("stuck")
 LIFE = harness.app("lifecycle")
@@ -135,10 +135,8 @@ def main():
     out = stops + [""] + reloads
     print("\n".join(["", *out, "", note]))
     if args.write:
-        text = DOC.read_text()
-        a, b = text.index(BEGIN), text.index(END)
-        DOC.write_text(text[:a + len(BEGIN)] + "\n" + "\n".join(out) + "\n\n" + note + "\n" + text[b:])
-        print("stop-reload: wrote %s" % DOC, file=sys.stderr)
+        hb.write_doc("\n".join(out) + "\n\n" + note, BEGIN, END)
+        print("stop-reload: wrote %s" % hb.DOC, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,20 @@ std::string take_error() {
     return out;
 }
 
+bool call_application(PyObject* callable, std::string* body, std::string* error) {
+    namespace py = pyinterp::py;
+    py::ref env = py::ref::steal(PyDict_New());
+    py::ref result = py::ref::steal(PyObject_CallFunctionObjArgs(callable, env.get(), Py_None, nullptr));
+    py::ref empty = py::ref::steal(PyBytes_FromString(""));
+    py::ref joined = py::ref::steal(result ? _PyBytes_Join(empty.get(), result.get()) : nullptr);
+    if (!joined) {
+        *error = take_error();
+        return false;
+    }
+    *body = PyBytes_AS_STRING(joined.get());
+    return true;
+}
+
 std::string eval_str(const std::string& expr) {
     PyObject* main = PyImport_AddModule("__main__");  // borrowed
     PyObject* globals = main ? PyModule_GetDict(main) : nullptr;

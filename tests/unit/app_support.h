@@ -32,6 +32,11 @@ std::string write_script(const std::string& name, const std::string& text);
 // The text of the pending exception (type: message), cleared.  GIL held.
 std::string take_error();
 
+// Calls the WSGI application `callable` with an empty environ (and None for
+// start_response) and joins the bytes it returns into *body; false with the
+// exception's text in *error.  GIL held.
+bool call_application(PyObject* callable, std::string* body, std::string* error);
+
 // Evaluates `expr` in the current interpreter's __main__ and returns str()
 // of the result ("<error>" on failure).  GIL held.
 std::string eval_str(const std::string& expr);

@@ -30,16 +30,7 @@ int test_serve(const app::application& a, const app::request_target&, void* requ
     s->interpreter = a.interpreter;
     s->interpreter_id = a.interpreter_id;
     s->in_flight_inside = s->ex->in_flight();
-    pyinterp::py::ref env = pyinterp::py::ref::steal(PyDict_New());
-    pyinterp::py::ref result =
-        pyinterp::py::ref::steal(PyObject_CallFunctionObjArgs(a.callable, env.get(), Py_None, nullptr));
-    pyinterp::py::ref empty = pyinterp::py::ref::steal(PyBytes_FromString(""));
-    pyinterp::py::ref body = pyinterp::py::ref::steal(result ? _PyBytes_Join(empty.get(), result.get()) : nullptr);
-    if (!body) {
-        s->error = apptest::take_error();
-        return 500;
-    }
-    s->body = PyBytes_AS_STRING(body.get());
+    if (!apptest::call_application(a.callable, &s->body, &s->error)) return 500;
     return 200;
 }
 

@@ -33,16 +33,7 @@ void mark_own_request_fired(const app::executor& ex) noexcept {
 int test_serve(const app::application& a, const app::request_target&, void* request) noexcept {
     auto* s = static_cast<seen*>(request);
     ++s->served;
-    pyinterp::py::ref env = pyinterp::py::ref::steal(PyDict_New());
-    pyinterp::py::ref result =
-        pyinterp::py::ref::steal(PyObject_CallFunctionObjArgs(a.callable, env.get(), Py_None, nullptr));
-    pyinterp::py::ref empty = pyinterp::py::ref::steal(PyBytes_FromString(""));
-    pyinterp::py::ref body = pyinterp::py::ref::steal(result ? _PyBytes_Join(empty.get(), result.get()) : nullptr);
-    if (!body) {
-        s->error = apptest::take_error();
-        return 504;
-    }
-    s->body = PyBytes_AS_STRING(body.get());
+    if (!apptest::call_application(a.callable, &s->body, &s->error)) return 504;
     if (s->fire_late) mark_own_request_fired(*s->ex);
     return 200;
 }
