@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "app/interrupt.h"
+#include "config.h"
 #include "error_log.h"
 
 APLOG_USE_MODULE(pyinterp);
@@ -30,6 +31,7 @@ server_rec* g_server = nullptr;
 app::log_sink g_log;
 app::watchdog* g_watchdog = nullptr;  // the child's main thread only
 std::atomic<bool> g_stopping{false};
+int g_graceful_ms = 0;  // PyInterpGracefulTimeout (0: never interrupt at a graceful stop)
 
 // The watchdog's timeout action: inside the request's interpreter, GIL held.
 // What runs in Python outside a request (an atexit handler, atexit_bound.h)
@@ -86,6 +88,7 @@ void child_stop_start(const app::executor& ex, server_rec* s) noexcept {
     g_executor = &ex;
     g_server = s;
     g_log = server_log(s);
+    g_graceful_ms = graceful_timeout_ms(s);
     app::watchdog_options opt;
     opt.tick_ms = k_tick_ms;
     opt.actions[unsigned(app::deadline_kind::timeout)] = {on_timeout, nullptr};
@@ -99,9 +102,11 @@ void child_stop_start(const app::executor& ex, server_rec* s) noexcept {
 }
 
 void child_stopping(apr_pool_t*, int graceful) noexcept {
-    if (g_executor == nullptr || g_stopping.exchange(true)) return;
-    int grace = graceful ? k_graceful_grace_ms : 0;
-    int exit_after = graceful ? k_graceful_exit_ms : k_stop_exit_ms;
+    if (g_executor == nullptr) return;
+    if (graceful && g_graceful_ms == 0) return;  // PyInterpGracefulTimeout Off: requests run to their end
+    if (g_stopping.exchange(true)) return;
+    int grace = graceful ? g_graceful_ms : 0;
+    int exit_after = graceful ? g_graceful_ms + k_graceful_exit_extra_ms : k_stop_exit_ms;
     try {
         std::thread(stopper, grace, exit_after).detach();
     } catch (...) {

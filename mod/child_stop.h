@@ -18,15 +18,15 @@
 
 namespace pyinterp::mod {
 
-// How long a graceful stop or restart lets requests in Python finish
-// before interrupting them, and how long after the stop signal a child
-// whose requests are still in Python (stuck in C) exits without waiting any
-// longer.
-inline constexpr int k_graceful_grace_ms = 1500;
+// How long after the stop signal a child whose requests are still in Python
+// (stuck in C) exits without waiting any longer: at a stop, and at a
+// graceful stop or restart after its PyInterpGracefulTimeout (config.h),
+// which is how long requests in Python may run on before being interrupted.
 inline constexpr int k_stop_exit_ms = 1000;
-inline constexpr int k_graceful_exit_ms = 1900;
+inline constexpr int k_graceful_exit_extra_ms = 400;
 
-// Starts the request-timeout watchdog over `ex`'s registry.  No GIL.
+// Starts the request-timeout watchdog over `ex`'s registry; `s` is the main
+// server (its PyInterpGracefulTimeout).  No GIL.
 void child_stop_start(const app::executor& ex, server_rec* s) noexcept;
 
 // httpd's child_stopping hook.  No GIL.

@@ -155,6 +155,11 @@ const char* cmd_python_home(cmd_parms* cmd, void*, const char* arg) noexcept {
     return nullptr;
 }
 
+const char* cmd_graceful_timeout(cmd_parms* cmd, void*, const char* arg) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) return err;
+    return checked(cmd, [&] { return parse_timeout(arg, &server_conf_of(cmd)->graceful_timeout_ms); });
+}
+
 const char* cmd_application_group(cmd_parms* cmd, void* dconf, const char* arg) noexcept {
     if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
     return parse_group(cmd, arg, &static_cast<dir_config*>(dconf)->group);
@@ -225,6 +230,9 @@ const command_rec commands[] = {
     AP_INIT_TAKE1("PyInterpRequestTimeout", as_cmd(cmd_request_timeout), nullptr, RSRC_CONF | ACCESS_CONF,
                   "SECONDS (0 or Off: none, the default): interrupt an application that runs longer, "
                   "answering 504"),
+    AP_INIT_TAKE1("PyInterpGracefulTimeout", as_cmd(cmd_graceful_timeout), nullptr, RSRC_CONF,
+                  "SECONDS (default 1.5; Off: wait for them): at a graceful stop or restart, interrupt "
+                  "requests still running Python after that long"),
     {nullptr, {nullptr}, nullptr, 0, RAW_ARGS, nullptr},
 };
 
@@ -263,11 +271,17 @@ void* merge_server_config(apr_pool_t* p, void* base_v, void* add_v) noexcept {
     out->imports = add->imports;
     out->python_path = pick<const char*>(base->python_path, add->python_path, nullptr);
     out->python_home = pick<const char*>(base->python_home, add->python_home, nullptr);
+    out->graceful_timeout_ms = pick(base->graceful_timeout_ms, add->graceful_timeout_ms, -1);
     return out;
 }
 
 const server_config& server_settings(const server_rec* s) noexcept {
     return *static_cast<const server_config*>(ap_get_module_config(s->module_config, &pyinterp_module));
+}
+
+int graceful_timeout_ms(const server_rec* main_server) noexcept {
+    int ms = server_settings(main_server).graceful_timeout_ms;
+    return ms < 0 ? k_default_graceful_timeout_ms : ms;
 }
 
 const dir_config& dir_settings(const request_rec* r) noexcept {

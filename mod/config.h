@@ -44,6 +44,7 @@ struct server_config {
     apr_array_header_t* imports = nullptr;  // of import_script (main server)
     const char* python_path = nullptr;      // main server only, ':'-separated
     const char* python_home = nullptr;      // main server only
+    int graceful_timeout_ms = -1;           // PyInterpGracefulTimeout, main server only (-1: unset, 0: off)
 };
 
 // Per-directory settings (also valid at server level).  Unset values are
@@ -59,7 +60,8 @@ struct dir_config {
 
 // Defaults applied where nothing is configured (the others: app/target.h).
 inline constexpr bool k_default_pass_authorization = false;
-inline constexpr int k_default_request_timeout_ms = 0;  // no timeout
+inline constexpr int k_default_request_timeout_ms = 0;     // no timeout
+inline constexpr int k_default_graceful_timeout_ms = 1500;  // requests in Python at a graceful stop, interrupted after
 
 // The handler name PyInterpScriptAlias sets; usable with SetHandler/AddHandler.
 inline constexpr const char* k_handler_name = "pyinterp-script";
@@ -73,6 +75,8 @@ extern const command_rec commands[];
 
 // Typed getters.
 const server_config& server_settings(const server_rec* s) noexcept;
+// PyInterpGracefulTimeout in milliseconds, its default applied (0: never).
+int graceful_timeout_ms(const server_rec* main_server) noexcept;
 const dir_config& dir_settings(const request_rec* r) noexcept;
 
 // The settings of one request, written into its target: the matched

@@ -35,6 +35,8 @@ BAD = [
     ("PyInterpImportScript", 'PyInterpImportScript "%s" application-group=g bogus=1' % APP),
     ("PyInterpImportScript", '<Location /loc>\nPyInterpImportScript "%s" application-group=g\n</Location>' % APP),
     ("PyInterpScriptReloading", "PyInterpScriptReloading maybe"),
+    ("PyInterpGracefulTimeout", "PyInterpGracefulTimeout later"),
+    ("PyInterpGracefulTimeout", "<VirtualHost *>\nPyInterpGracefulTimeout 3\n</VirtualHost>"),
     ("PyInterpRequestTimeout", "PyInterpRequestTimeout soon"),
     ("PyInterpRequestTimeout", "PyInterpRequestTimeout -5"),
     ("PyInterpRequestTimeout", "PyInterpRequestTimeout 1e3"),
@@ -54,7 +56,8 @@ BAD = [
 # The directives the issue asks for (the module may have more).
 DIRECTIVES = ["PyInterpScriptAlias", "PyInterpApplicationGroup", "PyInterpCallableObject",
               "PyInterpImportScript", "PyInterpPythonPath", "PyInterpPythonHome",
-              "PyInterpScriptReloading", "PyInterpPassAuthorization", "PyInterpRequestTimeout"]
+              "PyInterpScriptReloading", "PyInterpPassAuthorization", "PyInterpRequestTimeout",
+              "PyInterpGracefulTimeout"]
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +101,7 @@ PyInterpScriptAlias /r "{app}" application-group=%{{RESOURCE}}
 PyInterpScriptAlias /e "{app}" application-group=%{{ENV:PYGROUP}}
 PyInterpScriptAlias /t "{app}" request-timeout=2.5
 PyInterpRequestTimeout 30
+PyInterpGracefulTimeout 5
 PyInterpImportScript "{app}" application-group=alpha
 PyInterpImportScript "{app}" application-group=%{{GLOBAL}}
 PyInterpPythonPath /tmp

@@ -181,3 +181,21 @@ def test_graceful_restart_with_a_stuck_request(httpd, log_allow, path):
         assert server.wait_for_log(r"PYI0812: child still busy", offset)
     assert wait_until(lambda: server.get_json("/n/ok")["pid"] != old, 5.0)
     assert not STRAGGLERS.search(server.log_text(offset))
+
+
+def test_graceful_timeout_off_lets_requests_run_on(httpd, log_allow):
+    """PyInterpGracefulTimeout Off: a graceful restart interrupts nothing; a
+    request running Python well past the default 1.5 s completes with its
+    200 in the old child, which then exits."""
+    log_allow(r"AH03490: scoreboard is full")
+    server = httpd(name="graceful-off", threads=2, processes=2, extra=EXTRA + "PyInterpGracefulTimeout Off\n")
+    t, result = start_stuck(server, "/n/spin?s=3")
+    assert wait_until(lambda: server.held_connections() > 0, 5.0)
+    time.sleep(0.3)
+    old = set(server.child_pids())
+    offset = server.log_size()
+    server.graceful()
+    t.join(30)
+    assert result.get("r") is not None and result["r"].status == 200, result
+    assert "PYI081" not in server.log_text(offset)
+    assert wait_until(lambda: not old & set(server.child_pids()), 10.0)
