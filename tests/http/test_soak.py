@@ -113,7 +113,10 @@ def test_graceful_restart_soak(httpd):
     # descriptors) or a connection in flight (one more): compare the largest
     # of each third.
     third = len(rss) // 3
-    assert max(rss[-third:]) - max(rss[:third]) < 1024, rss
+    if not os.environ.get("PYINTERP_HTTPD_PRELOAD"):
+        # (Under AddressSanitizer freed memory waits in its quarantine, so
+        # RSS grows whatever the program does: not measured there.)
+        assert max(rss[-third:]) - max(rss[:third]) < 1024, rss
     third = len(files) // 3
     assert max(files[-third:]) <= max(files[:third]) + 2, files
     print("\nsoak: %d answers, %d connections closed by restarts, parent RSS %d-%d KiB, child fds %d-%d"
