@@ -3,6 +3,7 @@
 
 #include "child_stop.h"
 
+#include <ap_mpm.h>
 #include <http_log.h>
 #include <unistd.h>
 
@@ -103,6 +104,12 @@ void child_stop_start(const app::executor& ex, server_rec* s) noexcept {
 
 void child_stopping(apr_pool_t*, int graceful) noexcept {
     if (g_executor == nullptr) return;
+    // A child of an MPM without threads (prefork) runs this hook between
+    // requests, or from its SIGTERM handler on the very thread whose request
+    // it cut short, just before exit(): nothing is left to interrupt, and a
+    // thread started now would race the process's exit.
+    int threaded = AP_MPMQ_NOT_SUPPORTED;
+    if (ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded) != APR_SUCCESS || threaded == AP_MPMQ_NOT_SUPPORTED) return;
     if (graceful && g_graceful_ms == 0) return;  // PyInterpGracefulTimeout Off: requests run to their end
     if (g_stopping.exchange(true)) return;
     int grace = graceful ? g_graceful_ms : 0;
