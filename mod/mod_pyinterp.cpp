@@ -33,9 +33,27 @@ int hook_handler(request_rec* r) noexcept {
     return serve_request(r);  // noexcept all the way down
 }
 
+// Another module embedding Python (runtime_other_embedder): mod_pyinterp
+// stands aside rather than stop the server, and says so where the
+// administrator looks: in `apachectl configtest` (test_config) and in the
+// error log at every start (post_config).
+void report_other_embedder(server_rec* s) noexcept {
+    if (const char* other = runtime_other_embedder())
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "PYI0004: %s is loaded too: two modules cannot embed Python in one process, so "
+                     "mod_pyinterp starts no Python and its applications answer 503; disable one of "
+                     "them (Debian: a2dismod)",
+                     other);
+}
+
+void hook_test_config(apr_pool_t*, server_rec* s) noexcept {
+    report_other_embedder(s);
+}
+
 // post_config runs in the parent: it only checks and reports, Python is
 // started in each child.
 int hook_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t* ptemp, server_rec* s) noexcept {
+    report_other_embedder(s);
     for (server_rec* vs = s; vs != nullptr; vs = vs->next) {
         const apr_array_header_t* aliases = server_settings(vs).aliases;
         for (int i = 0; i < aliases->nelts; ++i) {
@@ -63,6 +81,7 @@ void register_hooks(apr_pool_t*) noexcept {
     ap_hook_translate_name(hook_translate_name, nullptr, before_alias, APR_HOOK_MIDDLE);
     ap_hook_handler(hook_handler, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_post_config(hook_post_config, nullptr, nullptr, APR_HOOK_MIDDLE);
+    ap_hook_test_config(hook_test_config, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_child_init(hook_child_init, nullptr, nullptr, APR_HOOK_MIDDLE);
     ap_hook_child_stopping(hook_child_stopping, nullptr, nullptr, APR_HOOK_MIDDLE);
 }

@@ -4,6 +4,7 @@
 #include "runtime.h"
 
 #include <apr_strings.h>
+#include <http_config.h>
 #include <http_log.h>
 
 #include <unistd.h>
@@ -205,8 +206,16 @@ bool start_python(server_rec* s) noexcept {
 
 }  // namespace
 
+const char* runtime_other_embedder() noexcept {
+    for (const char* name : {"mod_wsgi.c", "mod_python.c"})
+        if (ap_find_linked_module(name) != nullptr) return name;
+    return nullptr;
+}
+
 void runtime_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
     g_server = s;
+    // Requests then answer 503 (PYI0601); post_config said why (PYI0004).
+    if (runtime_other_embedder() != nullptr) return;
     pyinterp_set_log_callback(forward_dispatch_log,
                               APLOG_IS_LEVEL(s, APLOG_DEBUG) ? PYINTERP_LOG_DEBUG : PYINTERP_LOG_INFO, s);
     if (!start_python(s)) return;
