@@ -8,6 +8,7 @@
 #include <apr_strings.h>
 #include <http_log.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
@@ -194,6 +195,27 @@ const char* cmd_pass_authorization(cmd_parms* cmd, void* dconf, int on) noexcept
     return nullptr;
 }
 
+// A number of seconds (a decimal fraction allowed) as milliseconds, or 0
+// for "Off" and "0".  Returns nullptr or an error message.
+const char* parse_seconds(cmd_parms* cmd, const char* arg, int* ms) noexcept {
+    if (ap_cstr_casecmp(arg, "Off") == 0) {
+        *ms = 0;
+        return nullptr;
+    }
+    char* end = nullptr;
+    double s = std::strtod(arg, &end);
+    if (end == arg || *end != '\0' || !(s >= 0) || s > 86400)
+        return fail(cmd, "'%s' is not a number of seconds between 0 and 86400 (or Off)", arg);
+    *ms = int(s * 1000 + 0.5);
+    if (s > 0 && *ms == 0) *ms = 1;
+    return nullptr;
+}
+
+const char* cmd_slow_request_time(cmd_parms* cmd, void* dconf, const char* arg) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
+    return parse_seconds(cmd, arg, &static_cast<dir_config*>(dconf)->slow_request_ms);
+}
+
 // The one merge rule for every setting: the more specific level wins when set.
 template <typename T>
 T pick(T base, T add, T unset) noexcept {
@@ -233,6 +255,8 @@ const command_rec commands[] = {
     AP_INIT_TAKE1("PyInterpGracefulTimeout", as_cmd(cmd_graceful_timeout), nullptr, RSRC_CONF,
                   "SECONDS (default 1.5; Off: wait for them): at a graceful stop or restart, interrupt "
                   "requests still running Python after that long"),
+    AP_INIT_TAKE1("PyInterpSlowRequestTime", as_cmd(cmd_slow_request_time), nullptr, RSRC_CONF | ACCESS_CONF,
+                  "SECONDS or Off (default): log the Python stack of a request still running after that long"),
     {nullptr, {nullptr}, nullptr, 0, RAW_ARGS, nullptr},
 };
 
@@ -250,6 +274,7 @@ void* merge_dir_config(apr_pool_t* p, void* base_v, void* add_v) noexcept {
     out->pass_authorization = pick(base->pass_authorization, add->pass_authorization, -1);
     out->fallback = pick(base->fallback, add->fallback, fallback_policy::unset);
     out->request_timeout_ms = pick(base->request_timeout_ms, add->request_timeout_ms, -1);
+    out->slow_request_ms = pick(base->slow_request_ms, add->slow_request_ms, -1);
     return out;
 }
 
@@ -305,6 +330,7 @@ group_spec apply_settings(const request_rec* r, const script_alias* alias, app::
     t->request_timeout_ms = alias != nullptr && alias->request_timeout_ms >= 0 ? alias->request_timeout_ms
                             : d.request_timeout_ms >= 0                    ? d.request_timeout_ms
                                                                            : k_default_request_timeout_ms;
+    t->slow_request_ms = d.slow_request_ms > 0 ? d.slow_request_ms : 0;
     return group;
 }
 

@@ -56,6 +56,7 @@ struct dir_config {
     int pass_authorization = -1;
     fallback_policy fallback = fallback_policy::unset;
     int request_timeout_ms = -1;  // PyInterpRequestTimeout (0: off)
+    int slow_request_ms = -1;     // PyInterpSlowRequestTime (0: off)
 };
 
 // Defaults applied where nothing is configured (the others: app/target.h).
@@ -82,8 +83,8 @@ const dir_config& dir_settings(const request_rec* r) noexcept;
 // The settings of one request, written into its target: the matched
 // alias's options win over the directory configuration, which wins over the
 // defaults.  Sets callable, script_reloading, pass_authorization, fallback,
-// fallback_from_alias, request_timeout_ms and alias_url; returns how its group is chosen (never
-// unset), for group_for_request.
+// fallback_from_alias, request_timeout_ms, slow_request_ms and alias_url;
+// returns how its group is chosen (never unset), for group_for_request.
 group_spec apply_settings(const request_rec* r, const script_alias* alias, app::request_target* t) noexcept;
 
 // The target of a PyInterpImportScript, but for its group's name.

@@ -19,6 +19,7 @@
 
 #include "app/atexit_bound.h"
 #include "child_stop.h"
+#include "child_watchdog.h"
 #include "config.h"
 #include "error_log.h"
 #include "groups.h"
@@ -159,6 +160,11 @@ int finalize_bounded() noexcept {
 apr_status_t child_exit(void*) {
     app::executor* ex = g_executor.exchange(nullptr);
     if (ex == nullptr) return APR_SUCCESS;
+    if (!child_watchdog_stop()) {
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
+                     "PYI0111: child exiting while its watchdog waits for an interpreter; Python finalization skipped");
+        return APR_SUCCESS;
+    }
     int active = ex->in_flight();
     if (active > 0) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
@@ -229,6 +235,7 @@ void runtime_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
     g_executor.store(ex);
     apr_pool_cleanup_register(pchild, nullptr, child_exit, apr_pool_cleanup_null);
     child_stop_start(*ex, s);
+    child_watchdog_start(*ex, s);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "PYI0109: Python %s started in child %ld", Py_GetVersion(),
                  static_cast<long>(getpid()));
     for (server_rec* vs = s; vs != nullptr; vs = vs->next) {
