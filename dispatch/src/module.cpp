@@ -286,6 +286,7 @@ const pyinterp_capi k_capi = {
     pyinterp_loop_stop,
     pyinterp_loop_free,
     pyinterp_loop_threads,
+    pyinterp_view_thread_states,
 };
 
 // ------------------------------------------------------------ module

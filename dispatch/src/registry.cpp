@@ -454,6 +454,16 @@ int pyinterp_view_is_live(const pyinterp_view* view) {
     return view != nullptr && as_record(view)->live() ? 1 : 0;
 }
 
+int pyinterp_view_thread_states(const pyinterp_view* view) {
+    if (view == nullptr) return 0;
+    interp_record* r = as_record(view);
+    std::lock_guard<std::mutex> lk(r->mu);
+    int n = 0;
+    for (const cached_tstate* e = r->holders; e != nullptr; e = e->next)
+        if (e->tstate.load(std::memory_order_relaxed) != nullptr) ++n;
+    return n;
+}
+
 int pyinterp_guard_new(const pyinterp_view* view, pyinterp_guard** out) {
     if (view == nullptr || out == nullptr) return PYINTERP_ERR_INVALID;
     *out = nullptr;

@@ -48,7 +48,7 @@ std::vector<entry> entries_of(const pyinterp_capi* api) {
         PYINTERP_TEST_ENTRY(enter_guarded),   PYINTERP_TEST_ENTRY(thread_release),
         PYINTERP_TEST_ENTRY(thread_is_attached), PYINTERP_TEST_ENTRY(loop_new),
         PYINTERP_TEST_ENTRY(loop_stop),       PYINTERP_TEST_ENTRY(loop_free),
-        PYINTERP_TEST_ENTRY(loop_threads),
+        PYINTERP_TEST_ENTRY(loop_threads),    PYINTERP_TEST_ENTRY(view_thread_states),
     };
 }
 
@@ -104,6 +104,7 @@ TEST(CApi, EveryEntryIsTheFunctionOfTheSameName) {
         EXPECT_EQ(e.in_table, e.function) << e.name;
     }
     EXPECT_TRUE(PYINTERP_CAPI_HAS(api, loop_threads));
+    EXPECT_TRUE(PYINTERP_CAPI_HAS(api, view_thread_states));
     EXPECT_TRUE(PYINTERP_CAPI_HAS(api, loop_handle_free));
 }
 

@@ -1,6 +1,7 @@
 // Interpreter registry, views, status strings and the log sink.
 #include <set>
 #include <string>
+#include <thread>
 
 #include "support.h"
 
@@ -190,6 +191,38 @@ TEST(Views, CopiesAreUsableFromOtherThreads) {
         seen = test::running_interp_id();
     });
     EXPECT_EQ(seen, a.id());
+}
+
+// One cached thread state per thread that entered, until it exits or
+// releases them; none once the interpreter ended.
+TEST(Views, CountTheThreadStatesCachedForTheirInterpreter) {
+    view a = test::make_interp("counted");
+    ASSERT_TRUE(a);
+    // The creating thread keeps the thread state it created it with.
+    EXPECT_EQ(a.thread_states(), 1);
+    {
+        scoped_enter in(a);
+        ASSERT_TRUE(in);
+    }
+    EXPECT_EQ(a.thread_states(), 1);
+    std::thread other([&] {
+        {
+            scoped_enter in(a);
+            EXPECT_TRUE(in);
+        }
+        EXPECT_EQ(a.thread_states(), 2);
+    });
+    other.join();  // its thread states are deleted as it exits
+    EXPECT_EQ(a.thread_states(), 1);
+    EXPECT_EQ(pyinterp_thread_release(), PYINTERP_OK);
+    EXPECT_EQ(a.thread_states(), 0);
+    {
+        scoped_enter in(a);
+        ASSERT_TRUE(in);
+    }
+    EXPECT_EQ(a.end(), PYINTERP_OK);
+    EXPECT_EQ(a.thread_states(), 0);
+    EXPECT_EQ(pyinterp_view_thread_states(nullptr), 0);
 }
 
 TEST(Status, EveryCodeHasItsOwnMessage) {

@@ -340,6 +340,14 @@ PYINTERP_API int pyinterp_view_own_gil(const pyinterp_view *view);
     it may end right after. No GIL needed. */
 PYINTERP_API int pyinterp_view_is_live(const pyinterp_view *view);
 
+/** How many thread states the library keeps cached for the interpreter: one
+    per OS thread that entered it and has not released them (thread exit,
+    pyinterp_thread_release()) or seen the interpreter end.  0 for NULL or an
+    interpreter that ended.  A snapshot: other threads may change it at once.
+    No GIL needed (takes the interpreter's own mutex, never held while a GIL
+    is awaited). */
+PYINTERP_API int pyinterp_view_thread_states(const pyinterp_view *view);
+
 /* ---------------------------------------------------------------- guards */
 
 /**

@@ -47,6 +47,7 @@ public:
     int64_t id() const noexcept { return pyinterp_view_id(v_); }
     bool own_gil() const noexcept { return pyinterp_view_own_gil(v_) != 0; }
     bool live() const noexcept { return pyinterp_view_is_live(v_) != 0; }
+    int thread_states() const noexcept { return pyinterp_view_thread_states(v_); }
     // End the interpreter (see pyinterp_interp_end).
     int end(int timeout_ms = -1) const noexcept { return pyinterp_interp_end(v_, timeout_ms); }
 

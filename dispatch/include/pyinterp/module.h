@@ -160,6 +160,9 @@ typedef struct pyinterp_capi {
     int (*loop_stop)(pyinterp_loop *loop);
     void (*loop_free)(pyinterp_loop *loop);
     int (*loop_threads)(const pyinterp_loop *loop);
+
+    /* cached thread states of an interpreter (dispatch.h) */
+    int (*view_thread_states)(const pyinterp_view *view);
 } pyinterp_capi;
 
 /**
