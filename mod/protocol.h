@@ -26,14 +26,21 @@ struct after_leave {
 struct wsgi_call {
     request_rec* r = nullptr;
     after_leave after;
+    bool exception = false;  // the application raised, or its script did not load
 };
 
 // serve: OK, or an HTTP error status when nothing was sent to the client.
 // load_failed: logs, HTTP_INTERNAL_SERVER_ERROR.  after_leave: with OK,
 // completes the response (finish_after_leave).  log: against the request.
+// outcome: the status the client gets (the application's when it answered).
 extern const app::protocol wsgi_protocol;
 
 // Does what `a` says.  No GIL.  Returns false if the client went away.
 bool finish_after_leave(request_rec* r, const after_leave& a) noexcept;
+
+// What the handler returns to httpd for a run of the executor: the
+// protocol's status when it served (or reported a failed load), else 503
+// when the interpreter refused the entry and 500 otherwise.
+int http_status_of(const app::run_result& res) noexcept;
 
 }  // namespace pyinterp::mod

@@ -43,19 +43,6 @@ app::request_target resolve_target(request_rec* r) noexcept {
     return t;
 }
 
-// The HTTP status of a run that did not serve.
-int status_of(const app::run_result& res) noexcept {
-    switch (res.what) {
-        case app::run_result::served:
-        case app::run_result::load_failed: return res.status;
-        case app::run_result::cannot_enter: return HTTP_SERVICE_UNAVAILABLE;
-        case app::run_result::refused:
-        case app::run_result::no_interpreter:
-        case app::run_result::cannot_prepare: break;
-    }
-    return HTTP_INTERNAL_SERVER_ERROR;
-}
-
 // A request body declared (Content-Length) larger than LimitRequestBody is
 // answered 413 before the application runs, as httpd's own handlers do; a
 // chunked body is limited by httpd's input filter as it is read.  A
@@ -76,6 +63,18 @@ int refuse_declared_body(request_rec* r) noexcept {
 }
 
 }  // namespace
+
+int http_status_of(const app::run_result& res) noexcept {
+    switch (res.what) {
+        case app::run_result::served:
+        case app::run_result::load_failed: return res.status;
+        case app::run_result::cannot_enter: return HTTP_SERVICE_UNAVAILABLE;
+        case app::run_result::refused:
+        case app::run_result::no_interpreter:
+        case app::run_result::cannot_prepare: break;
+    }
+    return HTTP_INTERNAL_SERVER_ERROR;
+}
 
 int translate_script_alias(request_rec* r) noexcept {
     const char* rest = nullptr;
@@ -118,7 +117,7 @@ int serve_request(request_rec* r) noexcept {
     const app::request_target t = resolve_target(r);
     wsgi_call call;
     call.r = r;
-    return status_of(ex->run(t, wsgi_protocol, &call));
+    return http_status_of(ex->run(t, wsgi_protocol, &call));
 }
 
 }  // namespace pyinterp::mod

@@ -99,7 +99,8 @@ void preload_log(app::level lv, const char* message, void*) noexcept {
     ap_log_error(APLOG_MARK, ap_level_of(lv), 0, g_server, "%s", message);
 }
 
-const app::protocol preload_protocol = {"preload", preload_serve, preload_failed, nullptr, preload_log};
+// No outcome: preloads are not requests, they are not counted.
+const app::protocol preload_protocol = {"preload", preload_serve, preload_failed, nullptr, preload_log, nullptr};
 
 // Loads one PyInterpImportScript into its group (or into the main
 // interpreter when the fallback policy routes it there).

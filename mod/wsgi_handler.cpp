@@ -195,6 +195,7 @@ int serve(const app::application& a, const app::request_target& t, void* request
         log_python_exception(r, nullptr, "PYI0705: cannot build the WSGI environ");
         rc = HTTP_INTERNAL_SERVER_ERROR;
     } else if (py::ref exc = call_application(&q, a.callable, o.environ.get(), o.start.get(), &call->after.bb)) {
+        call->exception = true;
         rc = report(&q, std::move(exc), t);
     }
     call->after.file = q.file;
@@ -206,6 +207,7 @@ int serve(const app::application& a, const app::request_target& t, void* request
 }
 
 int load_failed(const app::request_target& t, void* request) noexcept {
+    static_cast<wsgi_call*>(request)->exception = true;
     request_rec* r = static_cast<wsgi_call*>(request)->r;
     py::ref exc = py::take_exception();
     if (app::is_request_timeout(exc.get())) {  // the script's load ran past the request's timeout
@@ -227,8 +229,18 @@ void log_for_request(app::level lv, const char* message, void* request) noexcept
     ap_log_rerror(APLOG_MARK, ap_level_of(lv), 0, static_cast<wsgi_call*>(request)->r, "%s", message);
 }
 
+app::response_outcome outcome(const app::run_result& res, void* request) noexcept {
+    auto* call = static_cast<wsgi_call*>(request);
+    app::response_outcome o;
+    o.exception = call->exception;
+    // Served: the status the application answered (start_response set it),
+    // unless serve() answered an error itself.
+    o.http_status = res.what == app::run_result::served && res.status == OK ? call->r->status : http_status_of(res);
+    return o;
+}
+
 }  // namespace
 
-const app::protocol wsgi_protocol = {"wsgi", serve, load_failed, after_leave_done, log_for_request};
+const app::protocol wsgi_protocol = {"wsgi", serve, load_failed, after_leave_done, log_for_request, outcome};
 
 }  // namespace pyinterp::mod

@@ -9,6 +9,7 @@
 
 #include "fallback.h"
 #include "interp_state.h"
+#include "metrics.h"
 #include "pyinterp/py/exception.h"
 #include "script.h"
 
@@ -73,6 +74,7 @@ bool remember(interp_state* st, PyObject* key, PyObject* module, const script_st
               const request_target& t, const log_sink& log_to) noexcept {
     py::ref entry = py::ref::steal(Py_BuildValue("(OLL)", module, stamp.mtime_us, stamp.size));
     if (!entry || PyDict_SetItem(st->apps, key, entry.get()) < 0) return false;
+    metrics::count_load(st->metrics, reload);
     log(log_to, level::info, "PYI0201: %s script '%s' in application group '%s'", reload ? "reloaded" : "loaded",
         t.script, shown_group(t.group));
     return true;

@@ -1,6 +1,8 @@
 // The executor (see executor.h).
 #include "executor.h"
 
+#include <time.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -62,6 +64,47 @@ private:
     const inflight_request& job_;
 };
 
+// Counts a round in its interpreter's slot as in flight (metrics.h).
+class counted_in {
+public:
+    explicit counted_in(metrics::interp_slot* s) noexcept : s_(s) {
+        if (s_ != nullptr) s_->in_flight.fetch_add(1, std::memory_order_relaxed);
+    }
+    ~counted_in() {
+        if (s_ != nullptr) s_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    }
+    counted_in(const counted_in&) = delete;
+    counted_in& operator=(const counted_in&) = delete;
+
+private:
+    metrics::interp_slot* s_;
+};
+
+// CPU time of the calling thread (user and system), nanoseconds.
+int64_t thread_cpu_ns() noexcept {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// Where an interpreter runs, and why, for the counters.  Every group is a
+// shared-GIL subinterpreter of its child today; %{GLOBAL} and applications
+// the fallback policy moves are in main.
+metrics::placement_info placement_of(const pyinterp::view& v) noexcept {
+    metrics::placement_info p;
+    if (v.id() == 0) {
+        p.where = metrics::placement::main;
+        p.why = "the main interpreter: %{GLOBAL}, and applications PyInterpSubinterpreterFallback moved here";
+    } else if (v.own_gil()) {
+        p.where = metrics::placement::own_gil;
+        p.why = "a subinterpreter with a GIL of its own";
+    } else {
+        p.where = metrics::placement::shared_gil;
+        p.why = "a subinterpreter of its application group, sharing the child's GIL";
+    }
+    return p;
+}
+
 // Counts a run as in flight for its lifetime.
 class counted {
 public:
@@ -81,6 +124,12 @@ struct executor::round {
     run_result result;
     bool route = false;    // the fallback policy moves the application to main
     bool abandon = false;  // and no application is left in the interpreter it leaves
+
+    // For the counters: the interpreter's slot, the wait to enter it and
+    // the CPU time inside it.
+    metrics::interp_slot* slot = nullptr;
+    int64_t gil_wait_ns = 0;
+    int64_t cpu_ns = 0;
 };
 
 pyinterp::view executor::place(const char* group) noexcept {
@@ -119,17 +168,30 @@ bool executor::prepare(interp_state* st) noexcept {
     return true;
 }
 
+// The interpreter's counters: a slot of this executor's child_metrics,
+// given the first time the executor enters it (the interpreter may have
+// been set up without counters, or by another executor).  GIL held.
+metrics::interp_slot* executor::slot_of(interp_state* st, const pyinterp::view& v, const char* group) noexcept {
+    if (st->metrics_owner != opt_.metrics) {
+        st->metrics = opt_.metrics != nullptr ? opt_.metrics->slot_for(v, group, placement_of(v)) : nullptr;
+        st->metrics_owner = opt_.metrics;
+    }
+    return st->metrics;
+}
+
 // One round: enter `v`, load, serve.  False when the entry was refused
 // (out->result says why); the GIL is held only inside.
 bool executor::run_in(const pyinterp::view& v, const request_target& t, const protocol& p, void* request,
                       inflight_request* job, round* out) noexcept {
     log_sink to{p.log != nullptr ? p.log : opt_.log.fn, p.log != nullptr ? request : opt_.log.user};
+    int64_t before = monotonic_ns();
     pyinterp::scoped_enter in(v);
     if (!in) {
         out->result = {run_result::cannot_enter, in.status()};
         return false;
     }
     // From here to the end of the scope this thread holds the interpreter's GIL.
+    out->gil_wait_ns = monotonic_ns() - before;
     registered inside(inflight_, job, v);
     late_interrupt_dropped late(*job);
     py::ref module = private_module();
@@ -139,26 +201,39 @@ bool executor::run_in(const pyinterp::view& v, const request_target& t, const pr
         out->result = {run_result::cannot_prepare, 0};
         return true;
     }
+    out->slot = slot_of(st, v, t.group);
+    counted_in busy(out->slot);
+    int64_t cpu = thread_cpu_ns();
+    load_and_serve(st, v, t, p, request, to, out);
+    out->cpu_ns = thread_cpu_ns() - cpu;
+    return true;
+}
+
+// Inside the interpreter: load the application, then serve it, or route it.
+void executor::load_and_serve(interp_state* st, const pyinterp::view& v, const request_target& t, const protocol& p,
+                              void* request, const log_sink& to, round* out) noexcept {
     py::ref callable = load_application(st, t, opt_.log);
     if (!callable && fallback_pending(st)) {
         out->route = fallback_after_load(t, to, opt_.log);
+        if (out->route && st->metrics != nullptr) st->metrics->routed_away.fetch_add(1, std::memory_order_relaxed);
         // The interpreter the application leaves is ended when no other
         // application lives in it, so routing does not leak it.
         out->abandon = out->route && PyDict_Size(st->apps) == 0;
         out->result = {run_result::refused, 0};
-        return true;
+        return;
     }
     if (!callable) {
         out->result = {run_result::load_failed, p.load_failed(t, request)};
-        return true;
+        return;
     }
     application app{callable.get(), st, t.group, v.name(), v.id()};
     out->result = {run_result::served, p.serve(app, t, request)};
-    return true;
 }
 
 void executor::end_abandoned(const pyinterp::view& v, const request_target& t, const log_sink& to) noexcept {
+    int64_t id = v.id();
     int end = v.end(opt_.abandon_end_timeout_ms);
+    if (end == PYINTERP_OK && opt_.metrics != nullptr) opt_.metrics->interpreter_ended(id);
     if (end == PYINTERP_OK)
         app::log(to, level::info,
                  "PYI0214: ended interpreter '%s' of application group '%s': no application left in it", v.name(),
@@ -206,12 +281,16 @@ run_result executor::run_rounds(const request_target& t, const protocol& p, void
     request_target in_main = t;
     in_main.group = "";
     bool routed = fallback_routed(t.script, t.group);
+    int64_t gil_wait = 0, cpu = 0;
     for (int attempt = 0; attempt < 2; ++attempt) {
         const request_target& here = routed ? in_main : t;
         pyinterp::view v = place(here.group);
-        if (!v) return {run_result::no_interpreter, 0};
+        if (!v) return refused(p, {run_result::no_interpreter, 0});
         round r;
-        if (!run_in(v, here, p, request, job, &r)) {
+        bool entered = run_in(v, here, p, request, job, &r);
+        gil_wait += r.gil_wait_ns;
+        cpu += r.cpu_ns;
+        if (!entered) {
             // Lost a race with a request that moved this application to main
             // and ended the interpreter it had left.
             if (!routed && r.result.status == PYINTERP_ERR_GONE && fallback_routed(t.script, t.group)) {
@@ -220,9 +299,12 @@ run_result executor::run_rounds(const request_target& t, const protocol& p, void
             }
             app::log(to, level::error, "PYI0603: cannot enter application group '%s': %s", here.group,
                      pyinterp_strerror(r.result.status));
-            return r.result;
+            return refused(p, r.result);
         }
         if (!r.route) {
+            // Counted before the end of the response goes out: a client
+            // that has its response finds its request counted.
+            count(p, request, r, job->start_ns, gil_wait, cpu);
             if (r.result.what == run_result::served && p.after_leave != nullptr)
                 p.after_leave(r.result.status, request);
             return r.result;
@@ -232,6 +314,31 @@ run_result executor::run_rounds(const request_target& t, const protocol& p, void
         routed = true;
     }
     return {run_result::refused, 0};
+}
+
+// A request served (or failed) in an interpreter, in that interpreter's
+// counters.  Runs that are not requests (preloads) have no outcome.
+void executor::count(const protocol& p, void* request, const round& r, int64_t start_ns, int64_t gil_wait_ns,
+                     int64_t cpu_ns) noexcept {
+    if (p.outcome == nullptr || opt_.metrics == nullptr) return;
+    if (r.slot == nullptr) {
+        opt_.metrics->count_untracked();
+        return;
+    }
+    response_outcome o = p.outcome(r.result, request);
+    metrics::request_sample sample;
+    sample.http_status = o.http_status;
+    sample.exception = o.exception;
+    sample.latency_ns = monotonic_ns() - start_ns;
+    sample.gil_wait_ns = gil_wait_ns;
+    sample.cpu_ns = cpu_ns;
+    metrics::record_request(r.slot, sample);
+}
+
+// A request that found no interpreter to enter.
+run_result executor::refused(const protocol& p, const run_result& result) noexcept {
+    if (p.outcome != nullptr && opt_.metrics != nullptr) opt_.metrics->count_refused();
+    return result;
 }
 
 }  // namespace pyinterp::app

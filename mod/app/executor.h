@@ -21,8 +21,10 @@
 //     own -> shared -> main placement: place() chooses the interpreter; a
 //     pool is a set of views for one group; the route to main is the last
 //     step of that fallback;
-//   * per-interpreter counters and the time spent waiting to enter: around
-//     the entry in run_in() (the wait is the scoped_enter);
+//   * per-interpreter counters (metrics.h): each interpreter gets a slot
+//     the first time the executor enters it (slot_of); run_in() measures the wait to
+//     enter (the scoped_enter) and the CPU time inside, count() adds a
+//     request to its interpreter's slot before the end of the response;
 //   * in-flight requests: every round registers its request in inflight()
 //     while its thread is inside the interpreter (inflight.h), with the
 //     target's deadlines; a watchdog thread reads their stacks (slow
@@ -38,6 +40,7 @@
 #include "inflight.h"
 #include "interp_state.h"
 #include "log.h"
+#include "metrics.h"
 #include "pyinterp/dispatch.hpp"
 #include "target.h"
 
@@ -51,6 +54,14 @@ struct application {
     const char* group = "";         // the group it runs in ("" once routed to main)
     const char* interpreter = "";   // the dispatch library's name of the interpreter
     int64_t interpreter_id = 0;     // CPython's interpreter id (0: main)
+};
+
+struct run_result;
+
+// What the client got, for the counters (metrics.h).
+struct response_outcome {
+    int http_status = 0;     // the response's status; 0: none
+    bool exception = false;  // the application raised (or could not be loaded)
 };
 
 // The protocol side of one run, as a function table (NGINX Unit hands its
@@ -71,6 +82,10 @@ struct protocol {
     // Where messages about this request go (PYI0211, PYI0603...).  Any GIL
     // state.  nullptr: the executor's own log.
     log_fn log;
+    // What the client got, given what run() will return; called once per
+    // run that reached an interpreter, before after_leave, no GIL held.
+    // nullptr: the run is not a request and is not counted (a preload).
+    response_outcome (*outcome)(const run_result& result, void* request) noexcept;
 };
 
 // Outcome of executor::run().
@@ -97,6 +112,8 @@ struct executor_options {
     // How long ending an interpreter left empty by a route to main waits
     // for other requests still inside it (it refuses new entries meanwhile).
     int abandon_end_timeout_ms = 2000;
+    // This process's counters (metrics.h), or nullptr: nothing counted.
+    metrics::child_metrics* metrics = nullptr;
 };
 
 class executor {
@@ -133,7 +150,13 @@ private:
                           const log_sink& to) noexcept;
     static void describe(const request_target& t, inflight_request* job) noexcept;
     static void log_slow_end(const inflight_request& job, const log_sink& to) noexcept;
+    void load_and_serve(interp_state* st, const pyinterp::view& v, const request_target& t, const protocol& p,
+                        void* request, const log_sink& to, round* out) noexcept;
+    void count(const protocol& p, void* request, const round& r, int64_t start_ns, int64_t gil_wait_ns,
+               int64_t cpu_ns) noexcept;
+    run_result refused(const protocol& p, const run_result& result) noexcept;
     bool prepare(interp_state* st) noexcept;
+    metrics::interp_slot* slot_of(interp_state* st, const pyinterp::view& v, const char* group) noexcept;
     void end_abandoned(const pyinterp::view& v, const request_target& t, const log_sink& to) noexcept;
 
     executor_options opt_;

@@ -15,6 +15,10 @@
 
 namespace pyinterp::app {
 
+namespace metrics {
+struct interp_slot;
+}
+
 struct interp_state {
     PyObject* apps = nullptr;           // dict: script path -> (module, mtime in µs, size)
     PyObject* load_lock = nullptr;      // _thread.RLock serialising script loads
@@ -23,6 +27,11 @@ struct interp_state {
     str_cache* names = nullptr;         // script paths and callable names (file system encoding)
     int ready = 0;                      // the executor's per-interpreter setup is done
     void* protocol = nullptr;           // the protocol's per-interpreter state
+
+    // Its counters (metrics.h; nullptr: not counted), and the child_metrics
+    // that gave them.
+    metrics::interp_slot* metrics = nullptr;
+    const void* metrics_owner = nullptr;
 };
 
 // How a protocol keeps state per interpreter alongside interp_state.  Each

@@ -47,7 +47,7 @@ void test_after_leave(int, void* request) noexcept {
     s->attached_after_leave = pyinterp_thread_is_attached() != 0;
 }
 
-const app::protocol test_protocol = {"test", test_serve, test_load_failed, test_after_leave, nullptr};
+const app::protocol test_protocol = {"test", test_serve, test_load_failed, test_after_leave, nullptr, nullptr};
 
 int g_setups = 0;
 bool count_setup(app::interp_state*, void*) noexcept {

@@ -49,7 +49,7 @@ int call_load_failed(const app::request_target&, void*) noexcept {
     return 500;
 }
 
-const app::protocol call_protocol = {"test", call_serve, call_load_failed, nullptr, nullptr};
+const app::protocol call_protocol = {"test", call_serve, call_load_failed, nullptr, nullptr, nullptr};
 
 // A script whose application waits in a function called `function` until
 // the file `<its directory>/go` exists.
