@@ -8,6 +8,7 @@
 #include <apr_strings.h>
 #include <http_log.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -195,6 +196,16 @@ const char* cmd_pass_authorization(cmd_parms* cmd, void* dconf, int on) noexcept
     return nullptr;
 }
 
+const char* cmd_metrics_slots(cmd_parms* cmd, void*, const char* arg) noexcept {
+    if (const char* err = ap_check_cmd_context(cmd, GLOBAL_ONLY)) return err;
+    char* end = nullptr;
+    long n = std::strtol(arg, &end, 10);
+    if (end == arg || *end != '\0' || n < 1 || n > 4096)
+        return fail(cmd, "'%s' is not a number of interpreters between 1 and 4096", arg);
+    server_conf_of(cmd)->metrics_slots = int(n);
+    return nullptr;
+}
+
 // A number of seconds (a decimal fraction allowed) as milliseconds, or 0
 // for "Off" and "0".  Returns nullptr or an error message.
 const char* parse_seconds(cmd_parms* cmd, const char* arg, int* ms) noexcept {
@@ -206,7 +217,7 @@ const char* parse_seconds(cmd_parms* cmd, const char* arg, int* ms) noexcept {
     double s = std::strtod(arg, &end);
     if (end == arg || *end != '\0' || !(s >= 0) || s > 86400)
         return fail(cmd, "'%s' is not a number of seconds between 0 and 86400 (or Off)", arg);
-    *ms = int(s * 1000 + 0.5);
+    *ms = int(std::lround(s * 1000));
     if (s > 0 && *ms == 0) *ms = 1;
     return nullptr;
 }
@@ -257,6 +268,8 @@ const command_rec commands[] = {
                   "requests still running Python after that long"),
     AP_INIT_TAKE1("PyInterpSlowRequestTime", as_cmd(cmd_slow_request_time), nullptr, RSRC_CONF | ACCESS_CONF,
                   "SECONDS or Off (default): log the Python stack of a request still running after that long"),
+    AP_INIT_TAKE1("PyInterpMetricsSlots", as_cmd(cmd_metrics_slots), nullptr, RSRC_CONF,
+                  "N: interpreters per child process whose counters the status page shows (default 32)"),
     {nullptr, {nullptr}, nullptr, 0, RAW_ARGS, nullptr},
 };
 
@@ -297,6 +310,7 @@ void* merge_server_config(apr_pool_t* p, void* base_v, void* add_v) noexcept {
     out->python_path = pick<const char*>(base->python_path, add->python_path, nullptr);
     out->python_home = pick<const char*>(base->python_home, add->python_home, nullptr);
     out->graceful_timeout_ms = pick(base->graceful_timeout_ms, add->graceful_timeout_ms, -1);
+    out->metrics_slots = pick(base->metrics_slots, add->metrics_slots, 0);
     return out;
 }
 

@@ -45,6 +45,7 @@ struct server_config {
     const char* python_path = nullptr;      // main server only, ':'-separated
     const char* python_home = nullptr;      // main server only
     int graceful_timeout_ms = -1;           // PyInterpGracefulTimeout, main server only (-1: unset, 0: off)
+    int metrics_slots = 0;                  // PyInterpMetricsSlots (main server only; 0: the default)
 };
 
 // Per-directory settings (also valid at server level).  Unset values are

@@ -1,7 +1,8 @@
 // mod_pyinterp: WSGI applications in Python interpreters ("application
 // groups") inside httpd.  This file holds only the module structure and the
 // hooks; directives live in config.cpp, the request path in request.cpp,
-// Python's lifetime in runtime.cpp and the WSGI protocol in wsgi_*.cpp.
+// Python's lifetime in runtime.cpp, the WSGI protocol in wsgi_*.cpp and the
+// status page in status*.cpp.
 // Hooks are noexcept and run detached from Python (no GIL held).
 #include <Python.h>
 
@@ -16,8 +17,10 @@
 
 #include "child_stop.h"
 #include "config.h"
+#include "metrics_shm.h"
 #include "request.h"
 #include "runtime.h"
+#include "status.h"
 
 APLOG_USE_MODULE(pyinterp);
 
@@ -29,8 +32,10 @@ int hook_translate_name(request_rec* r) noexcept {
 }
 
 int hook_handler(request_rec* r) noexcept {
-    if (r->handler == nullptr || std::strcmp(r->handler, k_handler_name) != 0) return DECLINED;
-    return serve_request(r);  // noexcept all the way down
+    if (r->handler == nullptr) return DECLINED;
+    if (std::strcmp(r->handler, k_handler_name) == 0) return serve_request(r);  // noexcept all the way down
+    if (std::strcmp(r->handler, k_status_handler_name) == 0) return status_handler(r);
+    return DECLINED;
 }
 
 // Another module embedding Python (runtime_other_embedder): mod_pyinterp
@@ -50,10 +55,11 @@ void hook_test_config(apr_pool_t*, server_rec* s) noexcept {
     report_other_embedder(s);
 }
 
-// post_config runs in the parent: it only checks and reports, Python is
-// started in each child.
+// post_config runs in the parent: it checks and reports, and makes the
+// counters' shared memory; Python is started in each child.
 int hook_post_config(apr_pool_t*, apr_pool_t*, apr_pool_t* ptemp, server_rec* s) noexcept {
     report_other_embedder(s);
+    metrics_post_config(ptemp, s);
     for (server_rec* vs = s; vs != nullptr; vs = vs->next) {
         const apr_array_header_t* aliases = server_settings(vs).aliases;
         for (int i = 0; i < aliases->nelts; ++i) {

@@ -24,6 +24,7 @@
 #include "error_log.h"
 #include "groups.h"
 #include "log_stream.h"
+#include "metrics_shm.h"
 #include "pyinterp/dispatch.hpp"
 #include "pyinterp/module.h"
 #include "wsgi_state.h"
@@ -230,13 +231,16 @@ void runtime_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
     opt.log = server_log(s);
     opt.setup_interpreter = setup_interpreter;
     opt.setup_user = s;
+    // Claimed first: its release is a cleanup of pchild that runs after
+    // child_exit's.
+    opt.metrics = metrics_child_init(pchild, s);
     // Lives as long as the process: a request may still run at child exit.
     auto* ex = new (std::nothrow) app::executor(opt);
     if (ex == nullptr) return;
     g_executor.store(ex);
     apr_pool_cleanup_register(pchild, nullptr, child_exit, apr_pool_cleanup_null);
     child_stop_start(*ex, s);
-    child_watchdog_start(*ex, s);
+    child_watchdog_start(*ex, opt.metrics, s);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "PYI0109: Python %s started in child %ld", Py_GetVersion(),
                  static_cast<long>(getpid()));
     for (server_rec* vs = s; vs != nullptr; vs = vs->next) {
