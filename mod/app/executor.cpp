@@ -87,6 +87,19 @@ int64_t thread_cpu_ns() noexcept {
     return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
+// One chance in `every` (see executor_options::cpu_sample_every), picked
+// at random per thread (xorshift), so that no pattern of requests (two
+// groups alternating on one connection, say) is always or never measured.
+bool measure_cpu_now(uint32_t every) noexcept {
+    if (every <= 1) return true;
+    thread_local uint32_t x = 0;
+    if (x == 0) x = (uint32_t(reinterpret_cast<uintptr_t>(&x) >> 4) ^ uint32_t(monotonic_ns())) | 1u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x % every == 0;
+}
+
 // Where an interpreter runs, and why, for the counters.  Every group is a
 // shared-GIL subinterpreter of its child today; %{GLOBAL} and applications
 // the fallback policy moves are in main.
@@ -203,9 +216,11 @@ bool executor::run_in(const pyinterp::view& v, const request_target& t, const pr
     }
     out->slot = slot_of(st, v, t.group);
     counted_in busy(out->slot);
-    int64_t cpu = thread_cpu_ns();
+    uint32_t every = opt_.cpu_sample_every;
+    bool measure = out->slot != nullptr && measure_cpu_now(every);
+    int64_t cpu = measure ? thread_cpu_ns() : 0;
     load_and_serve(st, v, t, p, request, to, out);
-    out->cpu_ns = thread_cpu_ns() - cpu;
+    if (measure) out->cpu_ns = (thread_cpu_ns() - cpu) * (every > 1 ? every : 1);
     return true;
 }
 

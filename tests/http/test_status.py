@@ -129,7 +129,8 @@ def test_counters_are_exact_per_interpreter_across_two_children(httpd, log_allow
         assert i["responses"]["1xx"] == i["responses"]["3xx"] == i["responses"]["none"] == 0
         assert i["latency_seconds"]["count"] == i["gil_wait_seconds"]["count"] == e["requests"]
         assert i["latency_seconds"]["buckets"][-1] == {"le": "+Inf", "count": e["requests"]}
-        assert i["latency_seconds"]["sum"] > 0 and i["cpu_seconds"] > 0
+        # CPU time is read on one request in 8 (and counted 8 times).
+        assert i["latency_seconds"]["sum"] > 0 and i["cpu_seconds"] >= 0
         assert i["script_loads"] == 1 and i["script_reloads"] == 0
         assert i["placement"] == "shared" and i["pool_size"] == 1 and i["interpreter"] == group
         assert i["thread_states"] >= 1

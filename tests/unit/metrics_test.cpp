@@ -158,6 +158,7 @@ protected:
         app::executor_options opt;
         opt.log = apptest::log_sink();
         opt.metrics = child_.get();
+        opt.cpu_sample_every = 1;  // every request's CPU time, so the figures are exact
         ex_ = std::make_unique<app::executor>(opt);
     }
     void TearDown() override { metrics::segment_release(region_, getpid()); }
@@ -211,6 +212,7 @@ TEST_F(MetricsExecutor, CountsEachRequestInItsInterpretersSlot) {
     EXPECT_EQ(a->gil_wait.count(), 5u);
     EXPECT_GT(a->latency.sum_ns.load(), 0u);
     EXPECT_GT(a->cpu_ns.load(), 0u);
+    EXPECT_LE(a->cpu_ns.load(), a->latency.sum_ns.load());  // CPU inside the interpreter, within the wall time
     EXPECT_EQ(a->script_loads.load(), 1u);
     EXPECT_EQ(a->script_reloads.load(), 0u);
     EXPECT_EQ(a->in_flight.load(), 0);
@@ -232,6 +234,34 @@ TEST_F(MetricsExecutor, CountsEachRequestInItsInterpretersSlot) {
     child_->sample(metrics::wall_ms() + 2000);
     EXPECT_EQ(a->state.load(), uint32_t(metrics::slot_state::ended));
     EXPECT_EQ(a->thread_states.load(), 0u);
+}
+
+// Sampled (one request in 8 by default), the CPU time is an estimate that
+// is right on average: a CPU-bound application, many requests.
+TEST_F(MetricsExecutor, SampledCpuTimeIsRightOnAverage) {
+    app::executor_options opt;
+    opt.log = apptest::log_sink();
+    opt.metrics = child_.get();
+    ASSERT_EQ(opt.cpu_sample_every, 8u);
+    app::executor sampled(opt);
+    std::string script =
+        apptest::write_script("busy.wsgi",
+                              "import time\ndef application(e, s):\n    end = time.thread_time() + 0.002\n"
+                              "    while time.thread_time() < end: pass\n    return 200\n");
+    app::request_target t;
+    t.script = script.c_str();
+    t.group = "metrics-cpu";
+    counted_request c;
+    sampled.run(t, counted_protocol, &c);  // loads the script
+    metrics::interp_slot* s = slot("metrics-cpu");
+    ASSERT_NE(s, nullptr);
+    uint64_t before = s->cpu_ns.load();
+    const int n = 400;  // 2 ms of CPU each: 0.8 s
+    for (int i = 0; i < n; ++i) sampled.run(t, counted_protocol, &c);
+    double estimate = double(s->cpu_ns.load() - before) / 1e9;
+    EXPECT_GT(estimate, 0.8 * 0.5);
+    EXPECT_LT(estimate, 0.8 * 1.6 + 0.2);
+    EXPECT_EQ(pyinterp::view::find("metrics-cpu").end(), PYINTERP_OK);
 }
 
 TEST_F(MetricsExecutor, ReloadsLoadFailuresAndPreloadsAreCountedApart) {
