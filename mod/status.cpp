@@ -228,6 +228,21 @@ std::string valid_utf8(const std::string& s) {
     return out;
 }
 
+std::map<std::string, group_totals> totals_by_group(const status_figures& f) {
+    std::map<std::string, group_totals> out;
+    for (const child_figures& c : f.children) {
+        for (const interp_figures& i : c.interpreters) {
+            group_totals& t = out[shown_group_name(i.group)];
+            t.interpreters += i.state == "live" ? 1 : 0;
+            t.requests += i.requests;
+            t.exceptions += i.exceptions;
+            t.in_flight += i.in_flight;
+            for (int k = 0; k < 6; ++k) t.responses[k] += i.responses[k];
+        }
+    }
+    return out;
+}
+
 std::string shown_group_name(const std::string& group) {
     return group.empty() ? "%{GLOBAL}" : group;
 }

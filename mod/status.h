@@ -11,6 +11,7 @@
 #include <httpd.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,14 @@ struct status_figures {
     int slots = 0;          // interpreter slots per child
     std::vector<child_figures> children;
 };
+
+// Sums per application group (shown name) over every child.
+struct group_totals {
+    uint64_t interpreters = 0;  // live ones
+    uint64_t requests = 0, exceptions = 0, responses[6] = {};
+    int64_t in_flight = 0;
+};
+std::map<std::string, group_totals> totals_by_group(const status_figures& f);
 
 // ---- the three forms (status_text.cpp, status_html.cpp)
 

@@ -168,31 +168,14 @@ std::string interp_table(const status_figures& f) {
 }
 
 std::string group_table(const status_figures& f) {
-    struct totals {
-        int interpreters = 0;
-        uint64_t requests = 0, r4 = 0, r5 = 0, exceptions = 0;
-        int64_t in_flight = 0;
-    };
-    std::map<std::string, totals> groups;
-    for (const child_figures& c : f.children) {
-        for (const interp_figures& i : c.interpreters) {
-            totals& t = groups[shown_group_name(i.group)];
-            t.interpreters += i.state == "live" ? 1 : 0;
-            t.requests += i.requests;
-            t.r4 += i.responses[4];
-            t.r5 += i.responses[5];
-            t.exceptions += i.exceptions;
-            t.in_flight += i.in_flight;
-        }
-    }
     std::string out =
         "<h2>Application groups</h2>\n<table>\n<tr><th class=\"l\">Group</th><th>Interpreters</th>"
         "<th>Requests</th><th>In flight</th><th>4xx</th><th>5xx</th><th>Exceptions</th></tr>\n";
-    for (const auto& [name, t] : groups)
+    for (const auto& [name, t] : totals_by_group(f))
         out += "<tr><td class=\"l\">" + html(name) + "</td><td>" + std::to_string(t.interpreters) + "</td><td>" +
                std::to_string(t.requests) + "</td><td>" + std::to_string(t.in_flight) + "</td><td>" +
-               std::to_string(t.r4) + "</td><td>" + std::to_string(t.r5) + "</td><td>" + std::to_string(t.exceptions) +
-               "</td></tr>\n";
+               std::to_string(t.responses[4]) + "</td><td>" + std::to_string(t.responses[5]) + "</td><td>" +
+               std::to_string(t.exceptions) + "</td></tr>\n";
     return out + "</table>\n";
 }
 

@@ -121,24 +121,9 @@ std::string jchild(const child_figures& c) {
 
 // Totals per application group over every child and interpreter.
 std::string jgroups(const status_figures& f) {
-    struct totals {
-        uint64_t interpreters = 0, requests = 0, exceptions = 0, responses[6] = {};
-        int64_t in_flight = 0;
-    };
-    std::map<std::string, totals> by_group;
-    for (const child_figures& c : f.children) {
-        for (const interp_figures& i : c.interpreters) {
-            totals& t = by_group[shown_group_name(i.group)];
-            t.interpreters += i.state == "live" ? 1 : 0;
-            t.requests += i.requests;
-            t.exceptions += i.exceptions;
-            t.in_flight += i.in_flight;
-            for (int k = 0; k < 6; ++k) t.responses[k] += i.responses[k];
-        }
-    }
     std::string out = "{";
     bool first = true;
-    for (const auto& [name, t] : by_group) {
+    for (const auto& [name, t] : totals_by_group(f)) {
         out += (first ? "" : ", ") + jstr(name) + ": {\"interpreters\": " + num(t.interpreters) +
                ", \"requests\": " + num(t.requests) + ", \"in_flight\": " + num(t.in_flight) +
                ", \"responses\": " + jresponses(t.responses) + ", \"exceptions\": " + num(t.exceptions) + "}";

@@ -43,15 +43,21 @@ void copy_name(char* dst, size_t size, const char* src) noexcept {
     std::snprintf(dst, size, "%s", src != nullptr ? src : "");
 }
 
+// The start of a small file (/proc), NUL-terminated; false if unreadable.
+bool read_start(const char* path, char* buf, size_t size) noexcept {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    return true;
+}
+
 // Resident set size of this process, from /proc/self/statm.
 uint64_t own_rss_bytes() noexcept {
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
     char buf[128];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = '\0';
+    if (!read_start("/proc/self/statm", buf, sizeof buf)) return 0;
     unsigned long long size = 0, resident = 0;
     if (std::sscanf(buf, "%llu %llu", &size, &resident) != 2) return 0;
     return resident * uint64_t(sysconf(_SC_PAGESIZE));
@@ -130,13 +136,8 @@ bool process_exists(int32_t pid) noexcept {
 uint64_t process_start_ticks(int32_t pid) noexcept {
     char path[64];
     std::snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
     char buf[1024];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = '\0';
+    if (!read_start(path, buf, sizeof buf)) return 0;
     // pid (comm) state ppid ...: starttime is the 22nd field, the 20th after
     // the command name (which may contain spaces and parentheses).
     const char* p = std::strrchr(buf, ')');
