@@ -77,14 +77,14 @@ void metrics_post_config(apr_pool_t*, server_rec* s) noexcept {
     apr_status_t rv = apr_shm_create(&shm, bytes, nullptr, proc);
     if (rv != APR_SUCCESS) {
         ap_log_error(APLOG_MARK, APLOG_ERR, rv, s,
-                     "PYI0811: cannot make the counters' shared memory (%lu bytes): interpreter counters are off",
+                     "PYI0831: cannot make the counters' shared memory (%lu bytes): interpreter counters are off",
                      static_cast<unsigned long>(bytes));
         return;
     }
     apr_pool_userdata_set(shm, k_shm_key, apr_pool_cleanup_null, proc);
     g_segment = metrics::segment_format(header_of(shm), children, slots);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s,
-                 "PYI0812: counters' shared memory: %d child regions of %d interpreter slots, %lu bytes", children,
+                 "PYI0832: counters' shared memory: %d child regions of %d interpreter slots, %lu bytes", children,
                  slots, static_cast<unsigned long>(bytes));
 }
 
@@ -94,7 +94,7 @@ metrics::child_metrics* metrics_child_init(apr_pool_t* pchild, server_rec* s) no
         metrics::segment_claim(g_segment, getpid(), uint32_t(ap_state_query(AP_SQ_CONFIG_GEN)));
     if (region == nullptr) {
         ap_log_error(APLOG_MARK, APLOG_WARNING, 0, s,
-                     "PYI0813: no free counter region for child %ld: its requests are not counted",
+                     "PYI0833: no free counter region for child %ld: its requests are not counted",
                      static_cast<long>(getpid()));
         return nullptr;
     }

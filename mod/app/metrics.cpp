@@ -236,7 +236,7 @@ interp_slot* child_metrics::slot_for(const pyinterp::view& v, const char* group,
     if (s == nullptr) {
         if (!full_logged_)
             app::log(log_, level::warn,
-                     "PYI0810: no counter slot left for interpreter '%s' (all %u in use): its requests are counted "
+                     "PYI0830: no counter slot left for interpreter '%s' (all %u in use): its requests are counted "
                      "as untracked; raise PyInterpMetricsSlots",
                      v.name(), segment_->slots);
         full_logged_ = true;

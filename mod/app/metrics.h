@@ -190,7 +190,7 @@ public:
 
     // The slot of the interpreter `v` (of application group `group`, ""
     // for %{GLOBAL}), given one the first time.  nullptr when the region is
-    // full (logged once, PYI0810).  Any GIL state.
+    // full (logged once, PYI0830).  Any GIL state.
     interp_slot* slot_for(const pyinterp::view& v, const char* group, const placement_info& p) noexcept;
 
     // The interpreter `id` ended: its slot says so and may be reused.

@@ -298,7 +298,7 @@ TEST_F(MetricsExecutor, InterpretersBeyondTheSlotsAreUntrackedUntilOneEnds) {
     for (const char* g : groups) run(script, g);
     run(script, "slots-5");
     EXPECT_EQ(region_->untracked.load(), 2u);
-    EXPECT_EQ(apptest::count("PYI0810: no counter slot left for interpreter 'slots-5'"), 1);
+    EXPECT_EQ(apptest::count("PYI0830: no counter slot left for interpreter 'slots-5'"), 1);
     EXPECT_EQ(slot("slots-5"), nullptr);
     EXPECT_EQ(pyinterp::view::find("slots-2").end(), PYINTERP_OK);
     child_->sample(metrics::wall_ms());
