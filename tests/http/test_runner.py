@@ -113,13 +113,13 @@ def test_serve_example_then_stop(serve, stop_signal):
     r = harness.httpclient.get(port, "/second/x")
     assert r.status == 200
     assert re.search(r"application group</th><td>second<", r.text), r.text
+    assert re.search(r"SCRIPT_NAME / PATH_INFO</th><td>&#x27;/second&#x27; / &#x27;/x&#x27;", r.text), r.text
     # The status page it prints shows both interpreters.
-    m = re.search(r"status page at http://127\.0\.0\.1:%d(/\S+) " % port, text)
-    assert m, text
+    m = re.search(r"status page at http://127\.0\.0\.1:%d(/\S+) " % port, out.read_text())
+    assert m, out.read_text()
     status = harness.httpclient.get_json(port, m.group(1) + "?format=json")
     groups = {i["group"] for c in status["children"] for i in c["interpreters"]}
     assert "second" in groups and len(groups) == 2, status
-    assert re.search(r"SCRIPT_NAME / PATH_INFO</th><td>&#x27;/second&#x27; / &#x27;/x&#x27;", r.text), r.text
     pid = httpd_pid(out)
     began = time.monotonic()
     proc.send_signal(stop_signal)  # Ctrl-C reaches the runner only (httpd has its own session)
