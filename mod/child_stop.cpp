@@ -9,12 +9,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
-#include <new>
-#include <thread>
 #include <vector>
 
 #include "app/interrupt.h"
+#include "child_watchdog.h"
 #include "config.h"
 #include "error_log.h"
 
@@ -23,24 +21,20 @@ APLOG_USE_MODULE(pyinterp);
 namespace pyinterp::mod {
 namespace {
 
-// Timeouts are seconds: a tenth of one is precise enough.
-constexpr int k_tick_ms = 100;
-constexpr int k_watchdog_stop_ms = 1000;
-
 const app::executor* g_executor = nullptr;  // set in child_init, before any request
 server_rec* g_server = nullptr;
 app::log_sink g_log;
-app::watchdog* g_watchdog = nullptr;  // the child's main thread only
-std::atomic<bool> g_stopping{false};
 int g_graceful_ms = 0;  // PyInterpGracefulTimeout (0: never interrupt at a graceful stop)
 
-// The watchdog's timeout action: inside the request's interpreter, GIL held.
-// What runs in Python outside a request (an atexit handler, atexit_bound.h)
-// has no URL.
-void on_timeout(const app::inflight_info& info, PyThreadState* ts, app::deadline_kind, void*) noexcept {
-    app::interrupt_request(info, ts, info.url.empty() ? app::interrupt_reason::atexit : app::interrupt_reason::timeout,
-                           g_log);
-}
+// The stop's plan, written once by child_stopping (exit_at last, with
+// release) and read by the watchdog's tick: monotonic times, 0 until then.
+std::atomic<bool> g_stopping{false};
+std::atomic<int64_t> g_interrupt_at_ns{0};
+std::atomic<int64_t> g_exit_at_ns{0};
+std::atomic<int> g_exit_after_ms{0};
+// The watchdog thread only: which steps it took.
+bool g_interrupted = false;
+bool g_exit_checked = false;
 
 // Inside the request's interpreter, GIL held (visit()).
 void on_stop(const app::inflight_info& info, PyThreadState* ts, void*) noexcept {
@@ -60,46 +54,55 @@ void interrupt_all() noexcept {
             requests.end());
         reg.visit(requests, on_stop, nullptr);
     } catch (...) {
-        // Out of memory: the exit below still bounds the stop.
+        // Out of memory: the exit still bounds the stop.
     }
 }
 
-// The stop's own thread: after `grace_ms` interrupts what is still in
-// Python, and after `exit_ms` ends the process if requests are still inside
-// Python then (stuck in C, where no exception reaches).
-void stopper(int grace_ms, int exit_ms) noexcept {
-    auto began = std::chrono::steady_clock::now();
-    if (grace_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(grace_ms));
-    if (g_executor->inflight().size() > 0) interrupt_all();
-    std::this_thread::sleep_until(began + std::chrono::milliseconds(exit_ms));
-    // Requests only: what else runs in Python then (atexit handlers, the
-    // finalization) is bounded by the child's exit itself (runtime.cpp).
+// Ends the process if requests are still inside Python (stuck in C, where
+// no exception reaches).  Requests only: what else runs in Python then
+// (atexit handlers, the finalization) is bounded by the child's exit itself
+// (runtime.cpp).
+void exit_if_still_busy() noexcept {
     int left = g_executor->in_flight();
     if (left == 0) return;
     ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
                  "PYI0812: child still busy %d ms after it was told to stop (%d request(s) inside Python, "
                  "blocked in C); it exits now",
-                 exit_ms, left);
+                 g_exit_after_ms.load(std::memory_order_relaxed), left);
     _exit(0);
 }
 
 }  // namespace
 
-void child_stop_start(const app::executor& ex, server_rec* s) noexcept {
+void child_stop_init(const app::executor& ex, server_rec* s) noexcept {
     g_executor = &ex;
     g_server = s;
     g_log = server_log(s);
     g_graceful_ms = graceful_timeout_ms(s);
-    app::watchdog_options opt;
-    opt.tick_ms = k_tick_ms;
-    opt.actions[unsigned(app::deadline_kind::timeout)] = {on_timeout, nullptr};
-    opt.log = g_log;
-    auto* dog = new (std::nothrow) app::watchdog(ex.inflight(), opt);
-    if (dog == nullptr || !dog->start()) {
-        delete dog;
+}
+
+void interrupt_timed_out(const app::inflight_info& info, PyThreadState* ts, app::deadline_kind, void*) noexcept {
+    // What runs in Python outside a request (an atexit handler,
+    // atexit_bound.h) has no URL.
+    app::interrupt_request(info, ts, info.url.empty() ? app::interrupt_reason::atexit : app::interrupt_reason::timeout,
+                           g_log);
+}
+
+void child_stop_tick() noexcept {
+    int64_t exit_at = g_exit_at_ns.load(std::memory_order_acquire);
+    if (exit_at == 0 || g_exit_checked) return;
+    int64_t now = app::monotonic_ns();
+    // The exit first: a watchdog that waited for a GIL past both times
+    // does not wait for another one before it.
+    if (now >= exit_at) {
+        g_exit_checked = true;
+        exit_if_still_busy();
         return;
     }
-    g_watchdog = dog;
+    if (!g_interrupted && now >= g_interrupt_at_ns.load(std::memory_order_relaxed)) {
+        g_interrupted = true;
+        if (g_executor->inflight().size() > 0) interrupt_all();
+    }
 }
 
 void child_stopping(apr_pool_t*, int graceful) noexcept {
@@ -112,26 +115,19 @@ void child_stopping(apr_pool_t*, int graceful) noexcept {
     if (ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded) != APR_SUCCESS || threaded == AP_MPMQ_NOT_SUPPORTED) return;
     if (graceful && g_graceful_ms == 0) return;  // PyInterpGracefulTimeout Off: requests run to their end
     if (g_stopping.exchange(true)) return;
-    int grace = graceful ? g_graceful_ms : 0;
-    int exit_after = graceful ? g_graceful_ms + k_graceful_exit_extra_ms : k_stop_exit_ms;
-    try {
-        std::thread(stopper, grace, exit_after).detach();
-    } catch (...) {
-        if (!graceful) interrupt_all();
-    }
+    int grace_ms = graceful ? g_graceful_ms : 0;
+    int exit_ms = graceful ? g_graceful_ms + k_graceful_exit_extra_ms : k_stop_exit_ms;
+    int64_t now = app::monotonic_ns();
+    g_exit_after_ms.store(exit_ms, std::memory_order_relaxed);
+    g_interrupt_at_ns.store(now + int64_t(grace_ms) * 1000000, std::memory_order_relaxed);
+    g_exit_at_ns.store(now + int64_t(exit_ms) * 1000000, std::memory_order_release);
+    // No watchdog (it could not start): at a stop, interrupt what this
+    // thread can reach now.
+    if (!child_watchdog_wake() && !graceful) interrupt_all();
 }
 
 bool child_is_stopping() noexcept {
     return g_stopping.load(std::memory_order_relaxed);
-}
-
-bool child_stop_watchdog_stop() noexcept {
-    app::watchdog* dog = g_watchdog;
-    if (dog == nullptr) return true;
-    g_watchdog = nullptr;
-    if (!dog->stop(k_watchdog_stop_ms)) return false;  // its shared state stays with the detached thread
-    delete dog;
-    return true;
 }
 
 }  // namespace pyinterp::mod

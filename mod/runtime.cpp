@@ -18,7 +18,6 @@
 #include <vector>
 
 #include "app/atexit_bound.h"
-#include "child_stop.h"
 #include "child_watchdog.h"
 #include "config.h"
 #include "error_log.h"
@@ -114,15 +113,17 @@ void preload(app::executor& ex, const import_script& imp, apr_pool_t* p) noexcep
     ex.run(t, preload_protocol, nullptr);
 }
 
-// Python finalization with a watchdog: if Python's own shutdown hangs (an
-// application's non-daemon thread, say), the child exits without it.
+// Python finalization with a time limit: if Python's own shutdown hangs
+// (an application's non-daemon thread, say), the child exits without it.
+// The limit is a thread of its own, for as long as finalization lasts: the
+// child's watchdog, which enters interpreters, is stopped before they end.
 int finalize_bounded() noexcept {
     std::mutex mu;
     std::condition_variable cv;
     bool done = false;
-    std::thread watchdog;
+    std::thread limit;
     try {
-        watchdog = std::thread([&] {
+        limit = std::thread([&] {
             std::unique_lock<std::mutex> lk(mu);
             if (!cv.wait_for(lk, k_finalize_budget, [&] { return done; })) {
                 ap_log_error(APLOG_MARK, APLOG_WARNING, 0, g_server,
@@ -132,26 +133,27 @@ int finalize_bounded() noexcept {
             }
         });
     } catch (...) {
-        // No watchdog: finalize unguarded (the dispatch library still bounds
+        // No limit: finalize unguarded (the dispatch library still bounds
         // its waits for in-flight entries).
     }
     // The applications' atexit handlers first, in their own interpreters,
-    // each bounded, while the request-timeout watchdog still runs to bound
-    // them; then that watchdog stops, and only then interpreters end.
+    // each bounded, while the child's watchdog still runs to bound them;
+    // then the watchdog stops (the one place it does), and only then
+    // interpreters end.
     run_all_atexit_handlers();
     int rc = PYINTERP_ERR_STATE;
-    if (child_stop_watchdog_stop())
+    if (child_watchdog_stop())
         rc = pyinterp_finalize();
     else
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
-                     "PYI0113: child exiting while its request-timeout watchdog waits for an interpreter; "
+                     "PYI0113: child exiting while its watchdog waits for an interpreter; "
                      "Python finalization skipped");
     {
         std::lock_guard<std::mutex> lk(mu);
         done = true;
     }
     cv.notify_all();
-    if (watchdog.joinable()) watchdog.join();
+    if (limit.joinable()) limit.join();
     return rc;
 }
 
@@ -162,11 +164,6 @@ int finalize_bounded() noexcept {
 apr_status_t child_exit(void*) {
     app::executor* ex = g_executor.exchange(nullptr);
     if (ex == nullptr) return APR_SUCCESS;
-    if (!child_watchdog_stop()) {
-        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
-                     "PYI0111: child exiting while its watchdog waits for an interpreter; Python finalization skipped");
-        return APR_SUCCESS;
-    }
     int active = ex->in_flight();
     if (active > 0) {
         ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, g_server,
@@ -239,7 +236,6 @@ void runtime_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
     if (ex == nullptr) return;
     g_executor.store(ex);
     apr_pool_cleanup_register(pchild, nullptr, child_exit, apr_pool_cleanup_null);
-    child_stop_start(*ex, s);
     child_watchdog_start(*ex, opt.metrics, s);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "PYI0109: Python %s started in child %ld", Py_GetVersion(),
                  static_cast<long>(getpid()));

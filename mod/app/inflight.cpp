@@ -199,6 +199,8 @@ struct watchdog::shared {
     std::condition_variable cv;
     bool stop = false;
     bool done = false;
+    std::atomic<bool> started{false};  // for wake(), which must not look at `thread`
+    std::atomic<bool> woken{false};    // wake(): tick now
     std::thread thread;
 
     shared(const inflight_registry& r, const watchdog_options& o) : reg(r), opt(o) {}
@@ -239,7 +241,9 @@ void watchdog::thread_main(const std::shared_ptr<shared>& s) noexcept {
     for (;;) {
         {
             std::unique_lock<std::mutex> lk(s->mu);
-            if (s->cv.wait_for(lk, tick, [&] { return s->stop; })) break;
+            s->cv.wait_for(lk, tick, [&] { return s->stop || s->woken.load(std::memory_order_acquire); });
+            if (s->stop) break;
+            s->woken.store(false, std::memory_order_relaxed);
         }
         if (s->opt.on_tick != nullptr) s->opt.on_tick(s->opt.tick_user);
         try {
@@ -274,12 +278,20 @@ bool watchdog::start() noexcept {
     try {
         std::shared_ptr<shared> s = s_;
         s_->thread = std::thread([s] { thread_main(s); });
+        s_->started.store(true, std::memory_order_release);
     } catch (...) {
         app::log(s_->opt.log, level::error,
-                 "PYI0803: cannot start the watchdog thread: slow requests are not logged "
-                 "and the status page shows no stacks");
+                 "PYI0803: cannot start the watchdog thread: slow requests are not logged, request timeouts "
+                 "not enforced, and the status page shows no stacks");
         return false;
     }
+    return true;
+}
+
+bool watchdog::wake() noexcept {
+    if (s_ == nullptr || !s_->started.load(std::memory_order_acquire)) return false;
+    s_->woken.store(true, std::memory_order_release);
+    s_->cv.notify_all();
     return true;
 }
 

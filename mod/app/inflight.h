@@ -12,13 +12,15 @@
 // of its own, as an extension's thread would), checks that the request is
 // still registered (visit()), and only then reads its stack or acts on it.
 //
-// Users: the slow-request log (PyInterpSlowRequestTime) and the status
-// page's stacks on demand.  Built for request timeouts and a clean stop as
-// well: a request carries one deadline per kind, and when one passes the
-// watchdog calls the action the host installed for that kind, inside the
-// request's interpreter with its GIL held; raising an exception in the
-// request's thread there is PyThreadState_SetAsyncExc(info.thread_ident,
-// exc), and the request's thread sees afterwards which deadlines fired.
+// Users: the slow-request log (PyInterpSlowRequestTime), request timeouts
+// and bounded atexit handlers (interrupt.h, atexit_bound.h), a clean stop,
+// and the status page's stacks on demand.  A request carries one deadline
+// per kind, and when one passes the watchdog calls the action the host
+// installed for that kind, inside the request's interpreter with its GIL
+// held; raising an exception in the request's thread there is
+// PyThreadState_SetAsyncExc(info.thread_ident, exc), and the request's
+// thread sees afterwards which deadlines fired.  A host runs one watchdog
+// with every action it needs, and its periodic work in on_tick.
 //
 // Lock order: a GIL, then the registry's mutex.  The mutex is never held
 // while a GIL is awaited, so the status page (which takes only the mutex)
@@ -44,7 +46,7 @@ namespace pyinterp::app {
 // action in watchdog_options.
 enum class deadline_kind : unsigned {
     slow = 0,     // PyInterpSlowRequestTime: log the request's stack
-    timeout = 1,  // reserved for request timeouts
+    timeout = 1,  // PyInterpRequestTimeout, and the bound of an atexit handler: interrupt it
 };
 inline constexpr unsigned k_deadline_kinds = 2;
 
@@ -201,6 +203,14 @@ public:
 
     // Starts the thread.  False (logged, PYI0803) if it cannot be started.
     bool start() noexcept;
+
+    // Makes the thread tick now instead of at the end of its current wait
+    // (the host has work for on_tick).  Takes no lock, so it may be called
+    // from any thread, in a signal handler too (prefork runs httpd's
+    // child_stopping hook in one); a wake-up that comes just before the
+    // thread starts waiting is lost, which costs at most one tick.  False
+    // if the thread was never started.
+    bool wake() noexcept;
 
     // Asks the thread to stop and waits up to `timeout_ms` for it.  True
     // when it ended (its cached thread states released, on its own thread).

@@ -43,7 +43,7 @@ int test_load_failed(const app::request_target&, void* request) noexcept {
     return 500;
 }
 
-const app::protocol test_protocol = {"test", test_serve, test_load_failed, nullptr, nullptr};
+const app::protocol test_protocol = {"test", test_serve, test_load_failed, nullptr, nullptr, nullptr};
 
 app::log_sink g_log;
 
