@@ -109,10 +109,17 @@ void child_stopping(apr_pool_t*, int graceful) noexcept {
     if (g_executor == nullptr) return;
     // A child of an MPM without threads (prefork) runs this hook between
     // requests, or from its SIGTERM handler on the very thread whose request
-    // it cut short, just before exit(): nothing is left to interrupt, and a
-    // thread started now would race the process's exit.
+    // it cut short, just before exit(): nothing is left to interrupt, and
+    // the watchdog, woken now to interrupt or list requests, would race the
+    // process's exit.  With that request cut short (Python is not finalized
+    // then) it is held as well, so that no tick of its own does either.
+    // Between requests it runs on: it bounds the atexit handlers of the
+    // finalization that follows.
     int threaded = AP_MPMQ_NOT_SUPPORTED;
-    if (ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded) != APR_SUCCESS || threaded == AP_MPMQ_NOT_SUPPORTED) return;
+    if (ap_mpm_query(AP_MPMQ_IS_THREADED, &threaded) != APR_SUCCESS || threaded == AP_MPMQ_NOT_SUPPORTED) {
+        if (g_executor->in_flight() > 0) child_watchdog_hold();
+        return;
+    }
     if (graceful && g_graceful_ms == 0) return;  // PyInterpGracefulTimeout Off: requests run to their end
     if (g_stopping.exchange(true)) return;
     int grace_ms = graceful ? g_graceful_ms : 0;

@@ -44,8 +44,10 @@ void interrupt_timed_out(const app::inflight_info& info, PyThreadState* ts, app:
 // request in Python (PYI0811; it takes each interpreter's GIL in turn).
 void child_stop_tick() noexcept;
 
-// httpd's child_stopping hook.  No GIL; takes no lock (prefork runs it in
-// a signal handler).
+// httpd's child_stopping hook.  No GIL.  In a child without threads
+// (prefork), which runs it from its SIGTERM handler just before exit(), it
+// interrupts nothing and does not wake the watchdog (it holds it when a
+// request was cut short).
 void child_stopping(apr_pool_t* pchild, int graceful) noexcept;
 
 // True once the child was told to stop (an interrupted request answers

@@ -79,6 +79,12 @@ bool child_watchdog_wake() noexcept {
     return dog != nullptr && dog->wake();
 }
 
+static_assert(std::atomic<app::watchdog*>::is_always_lock_free, "child_watchdog_hold() must be async-signal-safe");
+
+void child_watchdog_hold() noexcept {
+    if (app::watchdog* dog = g_watchdog.load(std::memory_order_acquire)) dog->hold();
+}
+
 bool child_watchdog_stop() noexcept {
     app::watchdog* dog = g_watchdog.exchange(nullptr, std::memory_order_acq_rel);
     if (dog == nullptr) return true;

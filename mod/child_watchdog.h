@@ -28,6 +28,10 @@ void child_watchdog_start(const app::executor& ex, app::metrics::child_metrics* 
 // watchdog runs.  Any thread.
 bool child_watchdog_wake() noexcept;
 
+// Makes it do nothing more (app::watchdog::hold): for a child about to
+// exit() from its SIGTERM handler.  Async-signal-safe.
+void child_watchdog_hold() noexcept;
+
 // Stops it (bounded).  False when it did not stop in time (it waits for an
 // interpreter's GIL): Python must not be finalized then.  No GIL.
 bool child_watchdog_stop() noexcept;

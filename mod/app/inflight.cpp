@@ -201,6 +201,7 @@ struct watchdog::shared {
     bool done = false;
     std::atomic<bool> started{false};  // for wake(), which must not look at `thread`
     std::atomic<bool> woken{false};    // wake(): tick now
+    std::atomic<bool> held{false};     // hold(): do nothing more
     std::thread thread;
 
     shared(const inflight_registry& r, const watchdog_options& o) : reg(r), opt(o) {}
@@ -245,6 +246,7 @@ void watchdog::thread_main(const std::shared_ptr<shared>& s) noexcept {
             if (s->stop) break;
             s->woken.store(false, std::memory_order_relaxed);
         }
+        if (s->held.load(std::memory_order_acquire)) continue;
         if (s->opt.on_tick != nullptr) s->opt.on_tick(s->opt.tick_user);
         try {
             check_deadlines(s->reg, s->opt);
@@ -293,6 +295,12 @@ bool watchdog::wake() noexcept {
     s_->woken.store(true, std::memory_order_release);
     s_->cv.notify_all();
     return true;
+}
+
+static_assert(std::atomic<bool>::is_always_lock_free, "watchdog::hold() must be async-signal-safe");
+
+void watchdog::hold() noexcept {
+    if (s_ != nullptr) s_->held.store(true, std::memory_order_release);
 }
 
 bool watchdog::stop(int timeout_ms) noexcept {

@@ -205,12 +205,19 @@ public:
     bool start() noexcept;
 
     // Makes the thread tick now instead of at the end of its current wait
-    // (the host has work for on_tick).  Takes no lock, so it may be called
-    // from any thread, in a signal handler too (prefork runs httpd's
-    // child_stopping hook in one); a wake-up that comes just before the
-    // thread starts waiting is lost, which costs at most one tick.  False
-    // if the thread was never started.
+    // (the host has work for on_tick).  Any thread; takes no lock (not
+    // async-signal-safe all the same: notifying a condition variable is
+    // not).  A wake-up that comes just before the thread starts waiting is
+    // noticed at the end of that wait, one tick later.  False if the thread
+    // was never started.
     bool wake() noexcept;
+
+    // From now on the thread does nothing at its ticks (no on_tick, no
+    // deadline action); what it is doing now it finishes.  stop() still
+    // ends it.  Async-signal-safe (one lock-free atomic store): for a
+    // process about to exit() from a signal handler, whose static objects
+    // the thread must not be using meanwhile.
+    void hold() noexcept;
 
     // Asks the thread to stop and waits up to `timeout_ms` for it.  True
     // when it ended (its cached thread states released, on its own thread).

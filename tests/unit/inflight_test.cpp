@@ -411,4 +411,54 @@ TEST_F(Inflight, OnTickRunsEveryTickWithoutAGil) {
     EXPECT_FALSE(seen.attached.load());
 }
 
+TEST_F(Inflight, WakeTicksAtOnce) {
+    app::watchdog_options opt;
+    opt.tick_ms = 60000;  // without wake(), no tick during the test
+    std::atomic<int> ticks{0};
+    opt.on_tick = [](void* user) noexcept { ++*static_cast<std::atomic<int>*>(user); };
+    opt.tick_user = &ticks;
+    app::watchdog dog(ex_->inflight(), opt);
+    EXPECT_FALSE(dog.wake());  // not started
+    ASSERT_TRUE(dog.start());
+    EXPECT_TRUE(dog.wake());
+    EXPECT_TRUE(wait_until([&] { return ticks.load() >= 1; }));
+    EXPECT_TRUE(dog.wake());
+    EXPECT_TRUE(wait_until([&] { return ticks.load() >= 2; }));
+    EXPECT_TRUE(dog.stop(5000));
+}
+
+// A request past its slow-request time while the watchdog is held: neither
+// the action nor on_tick runs; stop() still ends the thread.
+TEST_F(Inflight, AHeldWatchdogDoesNothingMore) {
+    app::watchdog_options opt;
+    opt.tick_ms = 10;
+    struct seen_t {
+        std::atomic<int> ticks{0};
+        std::atomic<int> actions{0};
+    } seen;
+    opt.on_tick = [](void* user) noexcept { ++static_cast<seen_t*>(user)->ticks; };
+    opt.tick_user = &seen;
+    opt.actions[unsigned(app::deadline_kind::slow)] = {
+        [](const app::inflight_info&, PyThreadState*, app::deadline_kind, void* user) noexcept {
+            ++static_cast<seen_t*>(user)->actions;
+        },
+        &seen};
+    app::watchdog dog(ex_->inflight(), opt);
+    ASSERT_TRUE(dog.start());
+    ASSERT_TRUE(wait_until([&] { return seen.ticks.load() >= 2; }));
+    dog.hold();
+    int ticks_then = seen.ticks.load();
+    waiting_app a("held_here");
+    request_thread req(*ex_, a, "held-group", "/held", 20);
+    ASSERT_TRUE(wait_until([&] { return ex_->inflight().size() == 1; }));
+    std::this_thread::sleep_for(300ms);  // many ticks, the deadline long past
+    EXPECT_EQ(seen.actions.load(), 0);
+    EXPECT_LE(seen.ticks.load(), ticks_then + 1);  // one may have been under way
+    a.release();
+    req.join();
+    EXPECT_EQ(req.status.load(), 200);
+    EXPECT_TRUE(dog.stop(5000));
+    end("held-group");
+}
+
 }  // namespace
