@@ -23,6 +23,28 @@ def test_route_moves_gilstate_app_to_main(serve):
     srv.wait_log(r"PYI0214: ended interpreter")
 
 
+def test_the_status_page_shows_the_move(serve):
+    """The interpreter an application was moved from counts it as routed
+    away; the main interpreter serves its requests and says why
+    applications run there."""
+    srv = serve(alias("/g", "gilstate") + "\n<Location /pyinterp-status>\n    SetHandler pyinterp-status\n"
+                "    Require all granted\n</Location>")
+    for _ in range(3):
+        assert srv.get("/g")[0] == 200
+    srv.wait_log(r"PYI0210: ")
+    status, doc = srv.get("/pyinterp-status?format=json")
+    assert status == 200, doc
+    interps = [i for c in doc["children"] for i in c["interpreters"]]
+    moved = [i for i in interps if i["routed_away"] > 0]
+    assert moved and all(i["placement"] == "shared" and "/g" in i["group"] for i in moved), interps
+    # Once per child that loaded it.
+    assert sum(i["routed_away"] for i in moved) == srv.log().count("PYI0210: "), interps
+    main = [i for i in interps if i["placement"] == "main"]
+    assert main and sum(i["requests"] for i in main) == 3, interps
+    assert all("PyInterpSubinterpreterFallback" in i["why"] and i["routed_away"] == 0 for i in main), main
+    assert all(i["requests"] == 0 for i in moved), moved
+
+
 def test_refuse_answers_500_and_names_the_directive(serve):
     srv = serve("PyInterpSubinterpreterFallback refuse\n" + alias("/g", "gilstate"))
     srv.allow(r"PYI0211: ")
