@@ -345,9 +345,10 @@ def test_answers_while_every_interpreter_gil_is_held(server):
     each); the fourth answers the status page meanwhile, in every form."""
     warm(server)
     done = {}
+    held_until = {}
 
     def spin(path):
-        server.get_json(path + "/spin?seconds=4", timeout=60)
+        held_until[path] = server.get_json(path + "/spin?seconds=4", timeout=60)["held_until"]
         done[path] = time.monotonic()
 
     threads = [threading.Thread(target=spin, args=(p,)) for p in ("/alpha", "/beta", "/global")]
@@ -379,7 +380,9 @@ def test_answers_while_every_interpreter_gil_is_held(server):
         assert status == 200, form
         assert at < first_done, form  # answered while the GIL was held
         assert took < 1.5, (form, took)
-    if stacks_at < first_done:
+    # Until the first C call ended, a GIL was held without a break (the
+    # response reaches the client later still, all the more on a busy machine).
+    if stacks_at < min(held_until.values()):
         assert stacks["stacks"][0]["answered"] is False
 
 

@@ -1,7 +1,8 @@
 # Slow requests and stacks on demand: /sleep?seconds=N sleeps in
 # sleeps_for_a_while; /hold?flag=PATH waits in holds_until_released until the
 # file PATH exists; /spin?seconds=N holds the GIL in one C call (sum over an
-# iterator) for about N seconds; /fail raises; /missing answers 404; anything
+# iterator) for about N seconds and says when that call ended (its
+# time.monotonic(), the clock the tests read too); /fail raises; /missing answers 404; anything
 # else answers at once.  Every answer says which process and interpreter
 # served it.
 import itertools
@@ -48,6 +49,7 @@ def application(environ, start_response):
         holds_until_released(q["flag"], float(q.get("limit", "30")))
     elif mode == "spin":
         holds_the_gil(float(q.get("seconds", "1")))
+        return apptest.json_response(start_response, dict(apptest.identity(environ), held_until=time.monotonic()))
     elif mode == "fail":
         raise RuntimeError("this request fails on purpose")
     elif mode == "missing":
