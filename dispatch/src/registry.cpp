@@ -14,14 +14,16 @@ namespace {
 
 constexpr size_t k_max_name = 255;
 
-// Modules that abort the process when first imported in an own-GIL
-// interpreter, unless the main interpreter imported them first (facts §4).
+// Modules to import in the main interpreter before the first own-GIL
+// interpreter exists.  Their extension modules abort the process when an
+// own-GIL interpreter loads them first (_datetime, _zoneinfo with two own-GIL
+// interpreters on 3.13; _asyncio, _decimal too on 3.12: facts §4), and in
+// an own-GIL interpreter with these four imported in main first, the common
+// web stack (json, sqlite3, ssl, hashlib, ctypes, Flask, Django) imports
+// fine (facts §8).  Once per process, about 50 ms and 12 MiB (asyncio is
+// most of it) with Debian 13's Python 3.13.
 void preimport_for_own_gil() noexcept {
-#if PY_VERSION_HEX >= 0x030D0000
-    static const char* const mods[] = {"datetime", "zoneinfo"};
-#else
     static const char* const mods[] = {"datetime", "zoneinfo", "decimal", "asyncio"};
-#endif
     for (const char* m : mods) {
         PyObject* mod = PyImport_ImportModule(m);
         if (mod == nullptr) log_python_error(PYINTERP_LOG_DEBUG, "pyinterp: pre-import for own-GIL interpreters");
@@ -41,7 +43,11 @@ PyThreadState* new_interpreter(bool own_gil) noexcept {
         cfg.allow_fork = 0;
         cfg.allow_exec = 0;
         cfg.allow_threads = 1;
-        cfg.allow_daemon_threads = 0;
+        // Daemon threads as in shared-GIL interpreters: web applications
+        // start them (error reporters, pool janitors).  Fork stays refused:
+        // a forked child of an own-GIL subinterpreter aborts (3.13), and
+        // subprocess does not need it.
+        cfg.allow_daemon_threads = 1;
         cfg.check_multi_interp_extensions = 1;
         cfg.gil = PyInterpreterConfig_OWN_GIL;
     } else {

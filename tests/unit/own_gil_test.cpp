@@ -133,3 +133,41 @@ TEST(OwnGil, SqliteCallbacksAndTeardownWithOtherThreads) {
     EXPECT_EQ(good.load(), 3);
     EXPECT_EQ(x.end(), PYINTERP_OK);
 }
+
+TEST(OwnGil, MainImportsTheCrashProneModulesBeforeTheFirstOne) {
+    // datetime, zoneinfo, decimal and asyncio crash the process when an
+    // own-GIL interpreter initialises their extension modules first (facts
+    // §4): the library imports them in main before it creates one.
+    if (!own_gil_available()) GTEST_SKIP() << "needs Python 3.12+";
+    const std::string check = "all(m in __import__('sys').modules for m in ('datetime', 'zoneinfo', 'decimal', 'asyncio'))";
+    {
+        scoped_enter in(view::main());
+        EXPECT_EQ(test::eval_str("'asyncio' in __import__('sys').modules"), "False");
+    }
+    view x = test::make_interp("pre_x", PYINTERP_GIL_OWN);
+    scoped_enter in(view::main());
+    EXPECT_EQ(test::eval_str(check), "True");
+}
+
+TEST(OwnGil, DaemonThreadsRunButForkIsRefused) {
+    if (!own_gil_available()) GTEST_SKIP() << "needs Python 3.12+";
+    view x = test::make_interp("daemon_x", PYINTERP_GIL_OWN);
+    {
+        scoped_enter in(x);
+        ASSERT_TRUE(test::exec("import os, threading\n"
+                               "ran = []\n"
+                               "t = threading.Thread(target=lambda: ran.append(1), daemon=True)\n"
+                               "t.start(); t.join()\n"
+                               "try:\n"
+                               "    pid = os.fork()\n"
+                               "    if pid == 0:\n"
+                               "        os._exit(0)\n"
+                               "    os.waitpid(pid, 0)\n"
+                               "    fork = 'forked'\n"
+                               "except RuntimeError:\n"
+                               "    fork = 'refused'\n"));
+        EXPECT_EQ(test::eval_str("ran"), "[1]");
+        EXPECT_EQ(test::eval_str("fork"), "refused");
+    }
+    EXPECT_EQ(x.end(), PYINTERP_OK);
+}

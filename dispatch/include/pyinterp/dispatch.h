@@ -247,7 +247,12 @@ typedef enum pyinterp_gil_mode {
     /** Share the main interpreter's GIL (the only choice before 3.12). */
     PYINTERP_GIL_SHARED = 0,
     /** Python 3.12+: a GIL of its own, for true parallelism. Extensions that
-        do not support it raise ImportError inside that interpreter. */
+        do not support it raise ImportError inside that interpreter.  Threads
+        and daemon threads are allowed as in shared-GIL interpreters; os.fork()
+        raises there (subprocess works).  Before the first one is created,
+        datetime, zoneinfo, decimal and asyncio are imported in the main
+        interpreter: their extension modules crash the process when an
+        own-GIL interpreter initialises them first. */
     PYINTERP_GIL_OWN = 1
 } pyinterp_gil_mode;
 
