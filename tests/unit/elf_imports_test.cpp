@@ -70,3 +70,27 @@ TEST(ElfImports, AnswersFollowTheFileWhenItChanges) {
     EXPECT_EQ(elf_imports_symbol(so.string(), "PyGILState_Ensure"), elf_answer::imports);
     fs::remove_all(so.parent_path());
 }
+
+TEST(ElfImports, SeveralSymbolsInOnePass) {
+    uint32_t found = 0;
+    EXPECT_TRUE(pyinterp::app::elf_imports_symbols(FIXTURE_CALLS_GILSTATE,
+                                                   {"PyLong_FromLong", "PyGILState_Release", "PyGILState_Ensure"},
+                                                   &found));
+    EXPECT_EQ(found, 6u);  // not PyLong_FromLong
+    EXPECT_FALSE(pyinterp::app::elf_imports_symbols("/nonexistent/x.so", {"PyGILState_Ensure"}, &found));
+    EXPECT_EQ(found, 0u);
+}
+
+TEST(ElfImports, TellsSingleFromMultiPhaseInit) {
+    using pyinterp::app::elf_module_init;
+    using pyinterp::app::module_init;
+    EXPECT_EQ(elf_module_init(FIXTURE_SINGLE_PHASE_EXT), module_init::single_phase);
+    EXPECT_EQ(elf_module_init(FIXTURE_MULTI_PHASE_EXT), module_init::multi_phase);
+    EXPECT_EQ(elf_module_init(FIXTURE_PER_GIL_EXT), module_init::multi_phase);
+    EXPECT_EQ(elf_module_init(FIXTURE_GILSTATE_EXT), module_init::multi_phase);
+    // CPython's own _sqlite3 is multi-phase on every supported version.
+    EXPECT_EQ(elf_module_init(STDLIB_SQLITE3_SO), module_init::multi_phase);
+    // A shared object that is no extension module at all.
+    EXPECT_EQ(elf_module_init(FIXTURE_NO_GILSTATE), module_init::neither);
+    EXPECT_EQ(elf_module_init("/nonexistent/x.so"), module_init::unreadable);
+}
