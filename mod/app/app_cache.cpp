@@ -52,6 +52,7 @@ PyObject* cached_module(interp_state* st, PyObject* key, const script_stamp* wan
 struct hooked_run {
     py::ref module;    // the module, or empty with the script's exception set
     py::ref findings;  // the hook's findings; empty when the hook failed (its exception set)
+    py::ref refused;   // extension modules refused with an own GIL (empty list elsewhere)
     py::ref loaded;    // every extension module loaded (when asked for)
 };
 
@@ -65,7 +66,25 @@ hooked_run exec_under_hook(interp_state* st, PyObject* path, bool strict, bool w
         out.loaded = fallback_loaded(st);
     }
     out.findings = fallback_end(st);
+    if (out.findings) {
+        out.refused = fallback_refused(st);
+        if (!out.refused) out.findings.reset();
+    }
     return out;
+}
+
+// An application that loaded in an own-GIL interpreter although extension
+// modules were refused there: it caught the ImportError (markupsafe falls
+// back to pure Python, say) and runs without them.  GIL held.
+void log_loaded_without(const request_target& t, PyObject* refused, const log_sink& log_to) noexcept {
+    try {
+        log(log_to, level::info,
+            "PYI0218: application '%s' runs with its own GIL in application group '%s' without %s; it caught the "
+            "ImportError (gil=shared would load it in a shared-GIL subinterpreter instead)",
+            t.script, shown_group(t.group), fallback_describe(refused).c_str());
+    } catch (...) {
+        // Out of memory: no message.
+    }
 }
 
 // Keeps the fresh module in the cache; logs the load.  False with an
@@ -121,6 +140,13 @@ py::ref load_locked(interp_state* st, const request_target& t, PyObject* key, co
             return {};
         }
         fallback_warn_allowed(log_to, t, findings.get());
+    }
+    if (PyList_GET_SIZE(run.refused.get()) > 0) {
+        if (!module) {
+            fallback_raise_shared(st, run.refused.get());
+            return {};
+        }
+        log_loaded_without(t, run.refused.get(), log_to);
     }
     if (module && !remember(st, key, module.get(), stamp, had, t, log_to)) return {};
     return module;

@@ -27,7 +27,10 @@ struct interp_state;
 // with policy route or refuse, an extension module that needs the main
 // interpreter fails the load with NeedsMainInterpreter pending (test with
 // fallback_pending()); with allow, the script loads and a warning is
-// logged once.
+// logged once.  In an own-GIL interpreter, a load that failed after
+// extension modules were refused there fails with NeedsSharedGil pending
+// (fallback_shared_pending(), the load's exception as its __cause__); one
+// that succeeded all the same is logged (PYI0218).
 py::ref load_application(interp_state* st, const request_target& t, const log_sink& log) noexcept;
 
 // What `pyinterp doctor` learns from loading a script: the same load as

@@ -3,33 +3,17 @@
 
 #include <time.h>
 
-#include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "app_cache.h"
 #include "fallback.h"
 #include "interrupt.h"
+#include "pyinterp/py/exception.h"
 #include "pyinterp/py/ref.h"
-#include "script.h"
 
 namespace pyinterp::app {
 namespace {
-
-// The dispatch library limits names to 255 bytes and reserves "main".
-constexpr size_t k_max_interp_name = 255;
-
-// The dispatch library's name for a group's interpreter.
-std::string interpreter_name(const char* group) {
-    std::string name = std::strcmp(group, "main") == 0 ? std::string("group:main") : std::string(group);
-    if (name.size() > k_max_interp_name) {
-        char tail[24];
-        std::snprintf(tail, sizeof tail, "#%016llx",
-                      static_cast<unsigned long long>(stable_hash(name.data(), name.size())));
-        name = name.substr(0, 200) + tail;
-    }
-    return name;
-}
 
 // Registers a round's request in the registry for the scope's lifetime:
 // made right after entering the interpreter and gone before leaving it, the
@@ -100,9 +84,9 @@ bool measure_cpu_now(uint32_t every) noexcept {
     return x % every == 0;
 }
 
-// Where an interpreter runs, and why, for the counters.  Every group is a
-// shared-GIL subinterpreter of its child today; %{GLOBAL} and applications
-// the fallback policy moves are in main.
+// Where an interpreter runs, and why, for the counters: own-GIL
+// interpreters and pools (gil=), shared-GIL subinterpreters (gil=shared, or
+// applications moved there), and main (%{GLOBAL}, applications moved there).
 metrics::placement_info placement_of(const pyinterp::view& v) noexcept {
     metrics::placement_info p;
     if (v.id() == 0) {
@@ -110,10 +94,11 @@ metrics::placement_info placement_of(const pyinterp::view& v) noexcept {
         p.why = "the main interpreter: %{GLOBAL}, and applications PyInterpSubinterpreterFallback moved here";
     } else if (v.own_gil()) {
         p.where = metrics::placement::own_gil;
-        p.why = "a subinterpreter with a GIL of its own";
+        p.why = "a subinterpreter with a GIL of its own (gil=auto or gil=own; a pool member with interpreters=N)";
     } else {
         p.where = metrics::placement::shared_gil;
-        p.why = "a subinterpreter of its application group, sharing the child's GIL";
+        p.why = "a subinterpreter of its application group sharing the main interpreter's GIL (gil=shared, Python "
+                "3.11, or an extension refused an own GIL)";
     }
     return p;
 }
@@ -130,13 +115,32 @@ private:
     std::atomic<int>& n_;
 };
 
+// The directive that pins `t` in a shared-GIL subinterpreter.
+std::string pin_shared(const request_target& t) {
+    if (t.alias_url != nullptr)
+        return std::string("gil=shared on its 'PyInterpScriptAlias ") + (*t.alias_url ? t.alias_url : "/") +
+               "' (or 'PyInterpApplicationGroup " + shown_group(t.group) + " gil=shared')";
+    return std::string("'PyInterpApplicationGroup ") + shown_group(t.group) + " gil=shared'";
+}
+
+// The refusals carried by a NeedsSharedGil, described.  GIL held.
+std::string refusals_of(PyObject* exc) {
+    py::ref args = py::ref::steal(exc ? PyObject_GetAttrString(exc, "args") : nullptr);
+    PyObject* refused = args && PyTuple_Check(args.get()) && PyTuple_GET_SIZE(args.get()) > 0
+                            ? PyTuple_GET_ITEM(args.get(), 0)
+                            : nullptr;  // borrowed from args
+    PyErr_Clear();
+    return fallback_describe(refused);
+}
+
 }  // namespace
 
 // What one round in one interpreter came to.
 struct executor::round {
     run_result result;
-    bool route = false;    // the fallback policy moves the application to main
-    bool abandon = false;  // and no application is left in the interpreter it leaves
+    bool moved = false;                // the application moves on to `move`
+    placement move = placement::main;  // where (a step below the round's)
+    bool abandon = false;              // and no application is left in the interpreter it leaves
 
     // For the counters: the interpreter's slot, the wait to enter it and
     // the CPU time inside it.
@@ -145,37 +149,23 @@ struct executor::round {
     int64_t cpu_ns = 0;
 };
 
-pyinterp::view executor::place(const char* group) noexcept {
-    if (*group == '\0') return pyinterp::view::main();
+pyinterp::view executor::place(const request_target& t) noexcept {
     int status = PYINTERP_OK;
-    // Most groups are their interpreter's name: found without building it.
-    if (std::strcmp(group, "main") != 0 && std::strlen(group) <= k_max_interp_name) {
-        if (pyinterp::view v = pyinterp::view::find(group, &status)) return v;
-    }
-    std::string name;
-    try {
-        name = interpreter_name(group);
-    } catch (...) {
-        return pyinterp::view();
-    }
-    pyinterp::view v = pyinterp::view::find(name.c_str(), &status);
-    if (v) return v;
-    v = pyinterp::view::create(name.c_str(), PYINTERP_GIL_SHARED, &status);
-    if (status == PYINTERP_ERR_EXISTS) v = pyinterp::view::find(name.c_str(), &status);  // lost a race
-    if (v && status == PYINTERP_OK)
-        app::log(opt_.log, level::info, "PYI0120: created interpreter '%s' (id %lld) for application group '%s'",
-                 v.name(), static_cast<long long>(v.id()), group);
-    else if (!v)
-        app::log(opt_.log, level::error, "PYI0121: cannot create the interpreter of application group '%s': %s", group,
-                 pyinterp_strerror(status));
-    return v;
+    placement where = current_placement(t);
+    request_target here = t;
+    if (where == placement::main) here.group = "";
+    interp_lease lease = interps_.acquire(here, where, 0, &status);
+    return lease ? lease.view() : pyinterp::view();
 }
 
 bool executor::prepare(interp_state* st) noexcept {
     if (st->ready) return true;
     // No Python code runs between the check above and the flag below (only
-    // C calls that do not release the GIL, unless the host's setup does), so
-    // two threads do not both set an interpreter up.
+    // C calls that do not release the GIL, unless the host's setup or the
+    // hook's module does), so two threads do not both set an interpreter up.
+    // The import hook first: with an own GIL it must see every extension
+    // module before it loads, the ones the host's setup imports too.
+    if (!fallback_install(st)) return false;
     if (opt_.setup_interpreter != nullptr && !opt_.setup_interpreter(st, opt_.setup_user)) return false;
     st->ready = 1;
     return true;
@@ -192,11 +182,81 @@ metrics::interp_slot* executor::slot_of(interp_state* st, const pyinterp::view& 
     return st->metrics;
 }
 
-// One round: enter `v`, load, serve.  False when the entry was refused
-// (out->result says why); the GIL is held only inside.
-bool executor::run_in(const pyinterp::view& v, const request_target& t, const protocol& p, void* request,
+// With NeedsSharedGil pending after a failed load in an own-GIL interpreter.
+// gil=auto: records the move to a shared-GIL subinterpreter, logs it and
+// returns true; gil=own: logs why the application cannot run, leaves the
+// load's own exception pending and returns false.
+bool executor::move_to_shared(interp_state* st, const request_target& t, const log_sink& to, round* out) noexcept {
+    py::ref exc = py::take_exception();
+    std::string why;
+    try {
+        why = refusals_of(exc.get());
+        if (t.gil == gil_mode::own) {
+            app::log(to, level::error,
+                     "PYI0217: application '%s' cannot run with its own GIL in application group '%s' (gil=own): %s. "
+                     "To fix: gil=auto (moves it to a shared-GIL subinterpreter) or %s",
+                     t.script, shown_group(t.group), why.c_str(), pin_shared(t).c_str());
+            py::ref cause = py::ref::steal(exc ? PyException_GetCause(exc.get()) : nullptr);
+            if (cause)
+                PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(cause.get())), cause.get());
+            else
+                PyErr_SetString(PyExc_ImportError, why.c_str());
+            return false;
+        }
+        if (record_move(t.script, t.group, placement::shared, nullptr))
+            app::log(opt_.log, level::warn,
+                     "PYI0216: application '%s' moved from an own-GIL interpreter to a shared-GIL subinterpreter of "
+                     "application group '%s' (gil=auto): %s. To place it there from the start: %s",
+                     t.script, shown_group(t.group), why.c_str(), pin_shared(t).c_str());
+    } catch (...) {
+        PyErr_Clear();
+        if (t.gil == gil_mode::own) {
+            PyErr_NoMemory();
+            return false;
+        }
+        record_move(t.script, t.group, placement::shared, nullptr);
+    }
+    out->moved = true;
+    out->move = placement::shared;
+    out->abandon = PyDict_Size(st->apps) == 0;
+    out->result = {run_result::refused, 0};
+    return true;
+}
+
+// After a request in an own-GIL interpreter that imported extension modules
+// refused there (the request got the ImportError): with gil=auto the
+// application's later requests go to a shared-GIL subinterpreter.  GIL held.
+void executor::late_refusals(interp_state* st, const request_target& t, const interp_lease& lease,
+                             const log_sink& to) noexcept {
+    py::ref late = fallback_take_late(st);
+    if (!late || PyList_GET_SIZE(late.get()) == 0) {
+        PyErr_Clear();
+        return;
+    }
+    try {
+        std::string why = fallback_describe(late.get());
+        bool moving = t.gil != gil_mode::own;
+        if (moving && !record_move(t.script, t.group, placement::shared, nullptr)) return;
+        app::log(to, moving ? level::warn : level::error,
+                 "PYI0219: application '%s' imported %s while serving a request in own-GIL interpreter '%s' of "
+                 "application group '%s'; the import raised ImportError there. %s",
+                 t.script, why.c_str(), lease.view().name(), shown_group(t.group),
+                 moving ? ("Its later requests go to a shared-GIL subinterpreter (gil=auto); to place it there "
+                           "from the start: " +
+                           pin_shared(t))
+                              .c_str()
+                        : ("gil=own keeps it there; gil=auto or " + pin_shared(t) + " moves it").c_str());
+    } catch (...) {
+        // Out of memory: no message, no move.
+    }
+}
+
+// One round: enter the lease's interpreter, load, serve.  False when the
+// entry was refused (out->result says why); the GIL is held only inside.
+bool executor::run_in(const interp_lease& lease, const request_target& t, const protocol& p, void* request,
                       inflight_request* job, round* out) noexcept {
     log_sink to{p.log != nullptr ? p.log : opt_.log.fn, p.log != nullptr ? request : opt_.log.user};
+    const pyinterp::view& v = lease.view();
     int64_t before = monotonic_ns();
     pyinterp::scoped_enter in(v);
     if (!in) {
@@ -219,30 +279,36 @@ bool executor::run_in(const pyinterp::view& v, const request_target& t, const pr
     uint32_t every = opt_.cpu_sample_every;
     bool measure = out->slot != nullptr && measure_cpu_now(every);
     int64_t cpu = measure ? thread_cpu_ns() : 0;
-    load_and_serve(st, v, t, p, request, to, out);
+    load_and_serve(st, lease, t, p, request, to, out);
     if (measure) out->cpu_ns = (thread_cpu_ns() - cpu) * (every > 1 ? every : 1);
     return true;
 }
 
-// Inside the interpreter: load the application, then serve it, or route it.
-void executor::load_and_serve(interp_state* st, const pyinterp::view& v, const request_target& t, const protocol& p,
-                              void* request, const log_sink& to, round* out) noexcept {
+// Inside the interpreter: load the application, then serve it, or move it.
+void executor::load_and_serve(interp_state* st, const interp_lease& lease, const request_target& t,
+                              const protocol& p, void* request, const log_sink& to, round* out) noexcept {
+    const pyinterp::view& v = lease.view();
     py::ref callable = load_application(st, t, opt_.log);
+    if (opt_.observe_load != nullptr && lease.where() != placement::main)
+        opt_.observe_load(st, lease.where(), v, opt_.observe_user);
     if (!callable && fallback_pending(st)) {
-        out->route = fallback_after_load(t, to, opt_.log);
-        if (out->route && st->metrics != nullptr) st->metrics->routed_away.fetch_add(1, std::memory_order_relaxed);
+        out->moved = fallback_after_load(t, to, opt_.log);
+        out->move = placement::main;
+        if (out->moved && st->metrics != nullptr) st->metrics->routed_away.fetch_add(1, std::memory_order_relaxed);
         // The interpreter the application leaves is ended when no other
-        // application lives in it, so routing does not leak it.
-        out->abandon = out->route && PyDict_Size(st->apps) == 0;
+        // application lives in it, so a move does not leak it.
+        out->abandon = out->moved && PyDict_Size(st->apps) == 0;
         out->result = {run_result::refused, 0};
         return;
     }
+    if (!callable && fallback_shared_pending(st) && move_to_shared(st, t, to, out)) return;
     if (!callable) {
         out->result = {run_result::load_failed, p.load_failed(t, request)};
         return;
     }
-    application app{callable.get(), st, t.group, v.name(), v.id()};
+    application app{callable.get(), st, t.group, v.name(), v.id(), lease.where(), lease.member(), lease.members()};
     out->result = {run_result::served, p.serve(app, t, request)};
+    if (st->late_refusals != 0) late_refusals(st, t, lease, to);
 }
 
 void executor::end_abandoned(const pyinterp::view& v, const request_target& t, const log_sink& to) noexcept {
@@ -280,43 +346,59 @@ void executor::log_slow_end(const inflight_request& job, const log_sink& to) noe
 }
 
 run_result executor::run(const request_target& t, const protocol& p, void* request) noexcept {
+    return run_member(t, p, request, 0);
+}
+
+run_result executor::run_everywhere(const request_target& t, const protocol& p, void* request) noexcept {
+    run_result r = run_member(t, p, request, 1);
+    for (int m = 2; r.what == run_result::served; ++m) {
+        // The application may have moved out of its pool meanwhile.
+        placement where = current_placement(t);
+        if (m > interpreter_table::pool_size(t, where)) break;
+        r = run_member(t, p, request, m);
+    }
+    return r;
+}
+
+run_result executor::run_member(const request_target& t, const protocol& p, void* request, int member) noexcept {
     counted busy(in_flight_);
     log_sink to{p.log != nullptr ? p.log : opt_.log.fn, p.log != nullptr ? request : opt_.log.user};
     inflight_request job;
     describe(t, &job);
-    run_result out = run_rounds(t, p, request, &job, to);
+    run_result out = run_rounds(t, p, request, member, &job, to);
     log_slow_end(job, to);
     return out;
 }
 
-run_result executor::run_rounds(const request_target& t, const protocol& p, void* request, inflight_request* job,
-                                const log_sink& to) noexcept {
-    // An application once moved to the main interpreter (fallback.h) goes
-    // straight there.  At most two rounds: its group, then main.
-    request_target in_main = t;
-    in_main.group = "";
-    bool routed = fallback_routed(t.script, t.group);
+run_result executor::run_rounds(const request_target& t, const protocol& p, void* request, int member,
+                                inflight_request* job, const log_sink& to) noexcept {
+    // An application once moved (placement.h) goes straight where it moved.
+    // At most three rounds: own GIL, shared GIL, main.
+    placement where = current_placement(t);
     int64_t gil_wait = 0, cpu = 0;
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        const request_target& here = routed ? in_main : t;
-        pyinterp::view v = place(here.group);
-        if (!v) return refused(p, {run_result::no_interpreter, 0});
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        request_target here = t;
+        if (where == placement::main) here.group = "";
+        int status = PYINTERP_OK;
+        interp_lease lease = interps_.acquire(here, where, member, &status);
+        if (!lease) return refused(p, {run_result::no_interpreter, 0});
         round r;
-        bool entered = run_in(v, here, p, request, job, &r);
+        bool entered = run_in(lease, here, p, request, job, &r);
         gil_wait += r.gil_wait_ns;
         cpu += r.cpu_ns;
         if (!entered) {
-            // Lost a race with a request that moved this application to main
-            // and ended the interpreter it had left.
-            if (!routed && r.result.status == PYINTERP_ERR_GONE && fallback_routed(t.script, t.group)) {
-                routed = true;
+            // Lost a race with a request that moved this application and
+            // ended the interpreter it had left.
+            placement now = current_placement(t);
+            if (r.result.status == PYINTERP_ERR_GONE && now > where) {
+                where = now;
                 continue;
             }
             app::log(to, level::error, "PYI0603: cannot enter application group '%s': %s", here.group,
                      pyinterp_strerror(r.result.status));
             return refused(p, r.result);
         }
-        if (!r.route) {
+        if (!r.moved) {
             // Counted before the end of the response goes out: a client
             // that has its response finds its request counted.
             count(p, request, r, job->start_ns, gil_wait, cpu);
@@ -324,9 +406,10 @@ run_result executor::run_rounds(const request_target& t, const protocol& p, void
                 p.after_leave(r.result.status, request);
             return r.result;
         }
-        if (routed) break;  // already in main: cannot happen, but never loop
-        if (r.abandon) end_abandoned(v, here, to);
-        routed = true;
+        if (r.abandon) end_abandoned(lease.view(), here, to);
+        if (r.move <= where) break;  // cannot happen, but never loop
+        where = r.move;
+        member = 0;
     }
     return {run_result::refused, 0};
 }

@@ -1,26 +1,30 @@
 // The executor: the one place where a request (or a PyInterpImportScript
 // preload) meets Python.  Given a request_target, it
 //
-//   1. places it: picks the interpreter of the target's group, creating it
-//      on first use (place());
+//   1. places it (placement.h): where its application runs now (an own-GIL
+//      interpreter, a shared-GIL subinterpreter, main), and the interpreter
+//      there: the group's, or the least busy member of its pool, created on
+//      first use;
 //   2. enters that interpreter on the calling thread through the dispatch
-//      library (a cached thread state per thread and interpreter);
-//   3. sets the interpreter up the first time (the host's setup hook);
-//   4. loads the application (app_cache.h), under the fallback policy;
+//      library (a cached thread state per thread and interpreter; a thread
+//      never holds two GILs);
+//   3. sets the interpreter up the first time (the import hook, then the
+//      host's setup hook);
+//   4. loads the application (app_cache.h), under the import hook;
 //   5. hands the already-loaded application to the protocol (serve);
 //   6. leaves the interpreter and lets the protocol finish without the GIL
 //      (after_leave);
 //
-// and, when the fallback policy routes the application to the main
-// interpreter, goes round once more in main, ending the interpreter it left
-// if no application is left in it.  No httpd here: the httpd module, `pyinterp
-// doctor` and the unit tests drive the same executor.
+// and, when the application cannot run where it is, moves it one step down
+// and goes round again: from an own-GIL interpreter to a shared-GIL one
+// (gil=auto; an extension refused there failed its load, PYI0216), and from
+// a subinterpreter to main (PyInterpSubinterpreterFallback route, PYI0210),
+// ending the interpreter it left if no application is left in it.  At most
+// three rounds; the move is remembered for the process.  No httpd here: the
+// httpd module, `pyinterp doctor` and the unit tests drive the same
+// executor.
 //
 // Where later work plugs in:
-//   * own-GIL groups, interpreter pools (least busy first) and the
-//     own -> shared -> main placement: place() chooses the interpreter; a
-//     pool is a set of views for one group; the route to main is the last
-//     step of that fallback;
 //   * per-interpreter counters (metrics.h): each interpreter gets a slot
 //     the first time the executor enters it (slot_of); run_in() measures the wait to
 //     enter (the scoped_enter) and the CPU time inside, count() adds a
@@ -41,6 +45,7 @@
 #include "interp_state.h"
 #include "log.h"
 #include "metrics.h"
+#include "placement.h"
 #include "pyinterp/dispatch.hpp"
 #include "target.h"
 
@@ -49,11 +54,14 @@ namespace pyinterp::app {
 // What the executor hands the protocol: an application that is loaded, and
 // where it runs.
 struct application {
-    PyObject* callable = nullptr;   // the application object (borrowed)
-    interp_state* state = nullptr;  // its interpreter's state
-    const char* group = "";         // the group it runs in ("" once routed to main)
-    const char* interpreter = "";   // the dispatch library's name of the interpreter
-    int64_t interpreter_id = 0;     // CPython's interpreter id (0: main)
+    PyObject* callable = nullptr;       // the application object (borrowed)
+    interp_state* state = nullptr;      // its interpreter's state
+    const char* group = "";             // the group it runs in ("" once routed to main)
+    const char* interpreter = "";       // the dispatch library's name of the interpreter
+    int64_t interpreter_id = 0;         // CPython's interpreter id (0: main)
+    placement where = placement::main;  // where that interpreter is (placement_name())
+    int pool_member = 0;                // its position in the group's pool, 1-based (0: main)
+    int pool_size = 0;                  // the pool's size (1: no pool; 0: main)
 };
 
 struct run_result;
@@ -109,8 +117,8 @@ struct executor_options {
     // exception set.  May be nullptr.
     bool (*setup_interpreter)(interp_state* st, void* user) noexcept = nullptr;
     void* setup_user = nullptr;
-    // How long ending an interpreter left empty by a route to main waits
-    // for other requests still inside it (it refuses new entries meanwhile).
+    // How long ending an interpreter left empty by a move waits for other
+    // requests still inside it (it refuses new entries meanwhile).
     int abandon_end_timeout_ms = 2000;
     // This process's counters (metrics.h), or nullptr: nothing counted.
     metrics::child_metrics* metrics = nullptr;
@@ -121,11 +129,19 @@ struct executor_options {
     // thread, at random, and counted that many times: an estimate, right on
     // average.  1: every request.
     uint32_t cpu_sample_every = 8;
+    // GIL held, in a subinterpreter, after every load of an application's
+    // script there (successful or not, its exception still pending), with
+    // the interpreter's placement: `pyinterp doctor` reads the import hook's
+    // report of the load.  Must leave the pending exception as it is.  May
+    // be nullptr.
+    void (*observe_load)(interp_state* st, app::placement where, const pyinterp::view& v,
+                         void* user) noexcept = nullptr;
+    void* observe_user = nullptr;
 };
 
 class executor {
 public:
-    explicit executor(const executor_options& options) noexcept : opt_(options) {}
+    explicit executor(const executor_options& options) noexcept : opt_(options), interps_(options.log) {}
     executor(const executor&) = delete;
     executor& operator=(const executor&) = delete;
 
@@ -134,9 +150,15 @@ public:
     // must be initialised.
     run_result run(const request_target& t, const protocol& p, void* request) noexcept;
 
-    // The interpreter of `group` ("" is main), created on first use.  Any
-    // GIL state.  An empty view on failure (logged).
-    pyinterp::view place(const char* group) noexcept;
+    // run() once for every member of t's pool (PyInterpImportScript: the
+    // application is loaded into each), or once without a pool.  The result
+    // of the first run that did not serve, else of the last.  No GIL held.
+    run_result run_everywhere(const request_target& t, const protocol& p, void* request) noexcept;
+
+    // The interpreter that serves `t` now (its current placement; the least
+    // busy member of a pool), created on first use.  No GIL held.  An empty
+    // view on failure (logged).
+    pyinterp::view place(const request_target& t) noexcept;
 
     // Runs inside Python now (between entering and leaving).  No GIL.
     int in_flight() const noexcept { return in_flight_.load(std::memory_order_relaxed); }
@@ -151,24 +173,29 @@ public:
 
 private:
     struct round;
-    bool run_in(const pyinterp::view& v, const request_target& t, const protocol& p, void* request,
+    run_result run_member(const request_target& t, const protocol& p, void* request, int member) noexcept;
+    run_result run_rounds(const request_target& t, const protocol& p, void* request, int member,
+                          inflight_request* job, const log_sink& to) noexcept;
+    bool run_in(const interp_lease& lease, const request_target& t, const protocol& p, void* request,
                 inflight_request* job, round* out) noexcept;
-    run_result run_rounds(const request_target& t, const protocol& p, void* request, inflight_request* job,
-                          const log_sink& to) noexcept;
     static void describe(const request_target& t, inflight_request* job) noexcept;
     static void log_slow_end(const inflight_request& job, const log_sink& to) noexcept;
-    void load_and_serve(interp_state* st, const pyinterp::view& v, const request_target& t, const protocol& p,
+    void load_and_serve(interp_state* st, const interp_lease& lease, const request_target& t, const protocol& p,
                         void* request, const log_sink& to, round* out) noexcept;
     void count(const protocol& p, void* request, const round& r, int64_t start_ns, int64_t gil_wait_ns,
                int64_t cpu_ns) noexcept;
     run_result refused(const protocol& p, const run_result& result) noexcept;
     bool prepare(interp_state* st) noexcept;
     metrics::interp_slot* slot_of(interp_state* st, const pyinterp::view& v, const char* group) noexcept;
+    bool move_to_shared(interp_state* st, const request_target& t, const log_sink& to, round* out) noexcept;
+    void late_refusals(interp_state* st, const request_target& t, const interp_lease& lease,
+                       const log_sink& to) noexcept;
     void end_abandoned(const pyinterp::view& v, const request_target& t, const log_sink& to) noexcept;
 
     executor_options opt_;
     std::atomic<int> in_flight_{0};
     inflight_registry inflight_;
+    interpreter_table interps_;
 };
 
 }  // namespace pyinterp::app

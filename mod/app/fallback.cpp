@@ -1,13 +1,13 @@
 // PyInterpSubinterpreterFallback (see fallback.h).
 #include "fallback.h"
 
-#include <atomic>
 #include <mutex>
 #include <set>
 #include <string>
 
 #include "fallback_hook.h"
 #include "interp_state.h"
+#include "placement.h"
 #include "pyinterp/py/exception.h"
 
 namespace pyinterp::app {
@@ -15,27 +15,23 @@ namespace {
 
 constexpr const char* k_unknown_reason = "an extension module it imports needs the main interpreter";
 
-// Process-wide routing state: strings only.
-struct routes {
+// Policy allow: the (script '\n' group) already warned about.  Strings
+// only; the moves themselves are placement.h's.
+struct warned_set {
     std::mutex mu;
-    std::atomic<bool> any{false};   // keys is not empty: the request path's lock-free check
-    std::set<std::string> keys;     // script '\n' group
-    std::set<std::string> scripts;  // distinct scripts routed to main
-    std::set<std::string> warned;   // allow: script '\n' group already warned
+    std::set<std::string> keys;
 };
 
-routes& table() {
-    static routes* r = new routes;  // never destroyed: used until the process exits
-    return *r;
+warned_set& warned() {
+    static warned_set* w = new warned_set;  // never destroyed: used until the process exits
+    return *w;
 }
 
-std::string key_of(const char* script, const char* group) {
-    return std::string(script) + '\n' + group;
-}
+}  // namespace
 
 // "extension 'x' (path): reason" for the first finding, plus the names of
 // the others.  GIL held.
-std::string describe(PyObject* findings) {
+std::string fallback_describe(PyObject* findings) {
     if (findings == nullptr || !PyList_Check(findings)) return k_unknown_reason;
     std::string text, others;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(findings); ++i) {
@@ -53,6 +49,15 @@ std::string describe(PyObject* findings) {
     return others.empty() ? text : text + "; also " + others;
 }
 
+namespace {
+
+// The directive that puts `t` in the main interpreter from the start.
+std::string pin_main(const request_target& t) {
+    if (t.alias_url == nullptr) return "set 'PyInterpApplicationGroup %{GLOBAL}' for it";
+    return std::string("add application-group=%{GLOBAL} to its 'PyInterpScriptAlias ") +
+           (*t.alias_url ? t.alias_url : "/") + "' (or set PyInterpApplicationGroup %{GLOBAL} for it)";
+}
+
 // The findings of the pending NeedsMainInterpreter, described; clears it.
 std::string take_reason() {
     py::ref exc = py::take_exception();
@@ -60,17 +65,13 @@ std::string take_reason() {
     PyObject* findings = nullptr;  // borrowed from args
     if (args && PyTuple_Check(args.get()) && PyTuple_GET_SIZE(args.get()) > 0)
         findings = PyTuple_GET_ITEM(args.get(), 0);
-    std::string why = describe(findings);
+    std::string why = fallback_describe(findings);
     PyErr_Clear();
     return why;
 }
 
 void log_refused(const request_target& t, const log_sink& request_log, const std::string& why) {
-    std::string where = t.alias_url != nullptr
-                            ? std::string("add application-group=%{GLOBAL} to its 'PyInterpScriptAlias ") +
-                                  (*t.alias_url ? t.alias_url : "/") +
-                                  "' (or set PyInterpApplicationGroup %{GLOBAL} for it)"
-                            : std::string("set 'PyInterpApplicationGroup %{GLOBAL}' for it");
+    std::string where = pin_main(t);
     const char* other = t.fallback_from_alias
                             ? "or change subinterpreter-fallback=refuse to route on that PyInterpScriptAlias"
                             : "or set 'PyInterpSubinterpreterFallback route'";
@@ -82,36 +83,21 @@ void log_refused(const request_target& t, const log_sink& request_log, const std
         where.c_str(), other);
 }
 
-// Records the route; true the first time for (script, group).  *others
-// names the other scripts routed to main when `script` is new there.
-bool record_route(const char* script, const char* group, std::string* others) noexcept {
-    try {
-        routes& t = table();
-        std::lock_guard<std::mutex> lk(t.mu);
-        bool first = t.keys.insert(key_of(script, group)).second;
-        t.any.store(true, std::memory_order_release);
-        if (t.scripts.insert(script).second) {
-            for (const std::string& other : t.scripts)
-                if (other != script) *others += (others->empty() ? "'" : ", '") + other + "'";
-        }
-        return first;
-    } catch (...) {
-        // Out of memory: the route is not remembered; the next request
-        // detects again and routes again.
-        return true;
-    }
-}
-
 }  // namespace
 
 bool fallback_install(interp_state* st) noexcept {
     if (st->fallback_hook != nullptr) return true;
     if (PyInterpreterState_Get() == PyInterpreterState_Main()) return true;  // nothing to detect there
-    py::ref hook = fallback_hook_new();
+    pyinterp::view here = pyinterp::view::current();
+    bool own = here && here.own_gil();
+    py::ref hook = fallback_hook_new(st, own);
     py::ref needs_main = py::ref::steal(hook ? PyObject_GetAttrString(hook.get(), "NeedsMainInterpreter") : nullptr);
-    if (!needs_main) return false;
+    py::ref needs_shared = py::ref::steal(needs_main ? PyObject_GetAttrString(hook.get(), "NeedsSharedGil") : nullptr);
+    if (!needs_shared) return false;
     st->needs_main = needs_main.release();
+    st->needs_shared = needs_shared.release();
     st->fallback_hook = hook.release();
+    st->own_gil = own ? 1 : 0;
     return true;
 }
 
@@ -150,6 +136,35 @@ bool fallback_pending(interp_state* st) noexcept {
     return st->needs_main != nullptr && PyErr_ExceptionMatches(st->needs_main);
 }
 
+py::ref fallback_refused(interp_state* st) noexcept {
+    if (st->fallback_hook == nullptr || st->own_gil == 0) return py::ref::steal(PyList_New(0));
+    py::saved_exception pending;
+    return py::ref::steal(PyObject_CallMethod(st->fallback_hook, "refused", nullptr));
+}
+
+void fallback_raise_shared(interp_state* st, PyObject* refused) noexcept {
+    py::ref cause = py::take_exception();
+    py::ref exc =
+        py::ref::steal(st->needs_shared != nullptr ? PyObject_CallOneArg(st->needs_shared, refused) : nullptr);
+    if (!exc) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "an extension module needs a shared GIL");
+        return;
+    }
+    if (cause) PyException_SetCause(exc.get(), cause.release());
+    PyErr_SetObject(st->needs_shared, exc.get());
+}
+
+bool fallback_shared_pending(interp_state* st) noexcept {
+    return st->needs_shared != nullptr && PyErr_ExceptionMatches(st->needs_shared);
+}
+
+py::ref fallback_take_late(interp_state* st) noexcept {
+    st->late_refusals = 0;
+    if (st->fallback_hook == nullptr) return py::ref::steal(PyList_New(0));
+    py::saved_exception pending;
+    return py::ref::steal(PyObject_CallMethod(st->fallback_hook, "take_late", nullptr));
+}
+
 bool fallback_after_load(const request_target& t, const log_sink& request_log, const log_sink& log_to) noexcept {
     std::string why, others;
     try {
@@ -161,11 +176,11 @@ bool fallback_after_load(const request_target& t, const log_sink& request_log, c
         log_refused(t, request_log, why);
         return false;
     }
-    if (record_route(t.script, t.group, &others))
+    if (record_move(t.script, t.group, placement::main, &others))
         log(log_to, level::warn,
             "PYI0210: application '%s' moved from application group '%s' to the main interpreter "
-            "(PyInterpSubinterpreterFallback route): %s",
-            t.script, shown_group(t.group), why.c_str());
+            "(PyInterpSubinterpreterFallback route): %s. To place it there from the start: %s",
+            t.script, shown_group(t.group), why.c_str(), pin_main(t).c_str());
     if (!others.empty())
         log(log_to, level::warn,
             "PYI0213: application '%s' now shares this process's main interpreter with %s, also moved "
@@ -177,31 +192,18 @@ bool fallback_after_load(const request_target& t, const log_sink& request_log, c
 
 void fallback_warn_allowed(const log_sink& log_to, const request_target& t, PyObject* findings) noexcept {
     try {
-        routes& r = table();
+        warned_set& w = warned();
         {
-            std::lock_guard<std::mutex> lk(r.mu);
-            if (!r.warned.insert(key_of(t.script, t.group)).second) return;
+            std::lock_guard<std::mutex> lk(w.mu);
+            if (!w.keys.insert(std::string(t.script) + '\n' + t.group).second) return;
         }
         log(log_to, level::warn,
             "PYI0212: application '%s' loaded in subinterpreter group '%s' although %s needs the main "
             "interpreter (allowed by %s); callbacks from its threads may run in the wrong interpreter",
-            t.script, shown_group(t.group), describe(findings).c_str(),
+            t.script, shown_group(t.group), fallback_describe(findings).c_str(),
             t.fallback_from_alias ? "subinterpreter-fallback=allow" : "PyInterpSubinterpreterFallback allow");
     } catch (...) {
         // Out of memory: no warning.
-    }
-}
-
-bool fallback_routed(const char* script, const char* group) noexcept {
-    if (*group == '\0') return false;
-    try {
-        routes& t = table();
-        // Usually nothing was ever routed: no lock, no key built.
-        if (!t.any.load(std::memory_order_acquire)) return false;
-        std::lock_guard<std::mutex> lk(t.mu);
-        return t.keys.count(key_of(script, group)) != 0;
-    } catch (...) {
-        return false;
     }
 }
 

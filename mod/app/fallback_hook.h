@@ -11,9 +11,13 @@
 
 namespace pyinterp::app {
 
-// GIL held, inside the interpreter to hook.  Executes the hook (patching
-// that interpreter's ExtensionFileLoader, once) and returns its module, or
-// an empty ref with an exception set.
-py::ref fallback_hook_new() noexcept;
+struct interp_state;
+
+// GIL held, inside the interpreter to hook, whose state is `st` (it counts
+// own-GIL refusals outside a load there) and which has a GIL of its own
+// when `own_gil`.  Executes the hook (patching that interpreter's
+// ExtensionFileLoader, once) and returns its module, or an empty ref with
+// an exception set.
+py::ref fallback_hook_new(interp_state* st, bool own_gil) noexcept;
 
 }  // namespace pyinterp::app

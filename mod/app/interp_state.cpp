@@ -37,6 +37,7 @@ int traverse_module(PyObject* module, visitproc visit, void* arg) {
     Py_VISIT(st->load_lock);
     Py_VISIT(st->fallback_hook);
     Py_VISIT(st->needs_main);
+    Py_VISIT(st->needs_shared);
     if (g_protocol_ops != nullptr && g_protocol_ops->traverse != nullptr)
         return g_protocol_ops->traverse(st, visit, arg);
     return 0;
@@ -49,6 +50,7 @@ int clear_module(PyObject* module) {
     Py_CLEAR(st->load_lock);
     Py_CLEAR(st->fallback_hook);
     Py_CLEAR(st->needs_main);
+    Py_CLEAR(st->needs_shared);
     if (st->names != nullptr) st->names->clear();
     if (g_protocol_ops != nullptr && g_protocol_ops->clear != nullptr) g_protocol_ops->clear(st);
     return 0;

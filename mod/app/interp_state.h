@@ -24,8 +24,11 @@ struct interp_state {
     PyObject* load_lock = nullptr;      // _thread.RLock serialising script loads
     PyObject* fallback_hook = nullptr;  // the fallback import hook's module (subinterpreters only)
     PyObject* needs_main = nullptr;     // its NeedsMainInterpreter exception class
+    PyObject* needs_shared = nullptr;   // its NeedsSharedGil exception class
     str_cache* names = nullptr;         // script paths and callable names (file system encoding)
     int ready = 0;                      // the executor's per-interpreter setup is done
+    int own_gil = 0;                    // the interpreter has a GIL of its own (set with the hook)
+    int late_refusals = 0;              // own-GIL refusals outside a load, counted by the hook
     void* protocol = nullptr;           // the protocol's per-interpreter state
 
     // Its counters (metrics.h; nullptr: not counted), and the child_metrics

@@ -17,9 +17,23 @@ enum class fallback_policy {
     allow,      // load it anyway, warn once
 };
 
+// gil= on PyInterpScriptAlias, PyInterpApplicationGroup and
+// PyInterpImportScript: which kind of subinterpreter an application group
+// gets (placement.h).
+enum class gil_mode {
+    unset = 0,  // not configured at this level: inherit
+    auto_,      // its own GIL where the application can run in one, else shared (the default)
+    own,        // its own GIL, or the application fails to load (Python 3.12+)
+    shared,     // the GIL it shares with the main interpreter
+};
+
 inline constexpr const char* k_default_callable = "application";
 inline constexpr bool k_default_script_reloading = true;
 inline constexpr fallback_policy k_default_fallback = fallback_policy::route;
+inline constexpr gil_mode k_default_gil = gil_mode::auto_;
+// interpreters=: own-GIL interpreters one application group runs in.
+inline constexpr int k_default_interpreters = 1;
+inline constexpr int k_max_interpreters = 64;
 
 // One version of a script file, as the host found it (httpd's stat of the
 // request), so that script reloading need not stat it again.
@@ -34,6 +48,8 @@ struct request_target {
     const char* callable = k_default_callable;  // name of the application object in it
     // Where: the application group; "" is %{GLOBAL}, the main interpreter.
     const char* group = "";
+    gil_mode gil = k_default_gil;               // never unset here
+    int interpreters = k_default_interpreters;  // own-GIL pool size (1: one interpreter)
 
     // Policies.
     bool script_reloading = k_default_script_reloading;  // reload the script when its file changed

@@ -73,7 +73,80 @@ class FallbackHook(unittest.TestCase):
         finally:
             hook.end()
         self.assertTrue(any(name == "_testbuffer" and error is None for name, _path, error in loaded), loaded)
-        self.assertEqual(hook.loaded(), [])
+        # After end(), what the last load on this thread loaded; a new
+        # begin() starts afresh.
+        self.assertEqual(hook.loaded(), loaded)
+        hook.begin(False)
+        try:
+            self.assertEqual(hook.loaded(), [])
+        finally:
+            hook.end()
+
+
+class OwnGilRefusals(unittest.TestCase):
+    """What the hook does in an interpreter with its own GIL (forced on in
+    this plain interpreter through the hook's module globals)."""
+
+    def setUp(self):
+        hook._own_gil = True
+        hook._late_refusal = self.count_late
+        self.late_count = 0
+
+    def tearDown(self):
+        hook._own_gil = False
+        hook._elf_init_kind = None
+        hook._late_refusal = None
+        hook.take_late()
+
+    def count_late(self):
+        self.late_count += 1
+
+    def test_only_multi_phase_modules_are_tried(self):
+        hook._elf_init_kind = lambda path: {"/m.so": "multi-phase", "/s.so": "single-phase", "/b.so": "both",
+                                            "/n.so": "neither"}.get(path, "unreadable")
+        self.assertIsNone(hook.own_gil_verdict("m", "/m.so"))
+        self.assertIn("single-phase init", hook.own_gil_verdict("s", "/s.so"))
+        self.assertIn("cannot be told", hook.own_gil_verdict("b", "/b.so"))
+        self.assertIn("cannot be told", hook.own_gil_verdict("n", "/n.so"))
+        self.assertIn("cannot be read", hook.own_gil_verdict("u", "/u.so"))
+
+    def test_cpythons_refusal_is_an_own_gil_refusal_not_a_finding(self):
+        exc = ImportError("module x does not support loading in subinterpreters")
+        self.assertIsNone(hook.refusal(exc))
+        self.assertIn("per-interpreter GIL", hook.cpython_refusal(exc))
+        # The other refusals still need main, own GIL or not.
+        self.assertIn("Cython", hook.refusal(ImportError("Interpreter change detected - this module ...")))
+        self.assertIn("one interpreter per process",
+                      hook.refusal(ImportError("cannot load module more than once per process")))
+        self.assertIn("numpy", hook.refusal(RuntimeError("CPU dispatcher tracer already initlized")))
+        hook._own_gil = False
+        self.assertIsNone(hook.cpython_refusal(exc))
+        self.assertIn("CPython refuses", hook.refusal(exc))
+
+    def test_a_refused_module_raises_importerror_before_it_loads(self):
+        hook._elf_init_kind = lambda path: "single-phase"
+        sys.modules.pop("_testbuffer", None)
+        hook.begin(True)
+        try:
+            with self.assertRaises(ImportError) as raised:
+                import _testbuffer  # noqa: F401
+        finally:
+            findings = hook.end()
+        self.assertIn("does not support loading in subinterpreters", str(raised.exception))
+        self.assertNotIn("_testbuffer", sys.modules)
+        self.assertEqual(findings, [])  # not a reason to go to main
+        self.assertEqual([r[0] for r in hook.refused()], ["_testbuffer"])
+        self.assertTrue(issubclass(hook.NeedsSharedGil, BaseException))
+        self.assertFalse(issubclass(hook.NeedsSharedGil, Exception))
+
+    def test_refusals_outside_a_load_are_counted_and_taken_once(self):
+        hook._elf_init_kind = lambda path: "single-phase"
+        sys.modules.pop("_testbuffer", None)
+        with self.assertRaises(ImportError):
+            import _testbuffer  # noqa: F401
+        self.assertEqual(self.late_count, 1)
+        self.assertEqual([r[0] for r in hook.take_late()], ["_testbuffer"])
+        self.assertEqual(hook.take_late(), [])
 
 
 if __name__ == "__main__":

@@ -73,9 +73,8 @@ TEST(ElfImports, AnswersFollowTheFileWhenItChanges) {
 
 TEST(ElfImports, SeveralSymbolsInOnePass) {
     uint32_t found = 0;
-    EXPECT_TRUE(pyinterp::app::elf_imports_symbols(FIXTURE_CALLS_GILSTATE,
-                                                   {"PyLong_FromLong", "PyGILState_Release", "PyGILState_Ensure"},
-                                                   &found));
+    EXPECT_TRUE(pyinterp::app::elf_imports_symbols(
+        FIXTURE_CALLS_GILSTATE, {"PyLong_FromLong", "PyGILState_Release", "PyGILState_Ensure"}, &found));
     EXPECT_EQ(found, 6u);  // not PyLong_FromLong
     EXPECT_FALSE(pyinterp::app::elf_imports_symbols("/nonexistent/x.so", {"PyGILState_Ensure"}, &found));
     EXPECT_EQ(found, 0u);

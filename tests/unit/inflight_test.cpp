@@ -229,7 +229,10 @@ TEST_F(Inflight, VisitRunsInsideTheRequestsInterpreterAndSkipsRequestsThatLeft) 
 // The registry answers without the GIL while a request's thread holds its
 // interpreter's GIL (here: sleeping in C with it held).
 TEST_F(Inflight, ListingNeverWaitsForAGil) {
-    pyinterp::view v = ex_->place("inflight-busy");
+    app::request_target t;
+    t.script = "busy.wsgi";
+    t.group = "inflight-busy";
+    pyinterp::view v = ex_->place(t);
     ASSERT_TRUE(v);
     std::atomic<bool> holding{false}, released{false};
     std::thread holder([&] {
