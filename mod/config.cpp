@@ -7,12 +7,15 @@
 #include <apr_file_info.h>
 #include <apr_strings.h>
 #include <http_log.h>
+#include <patchlevel.h>  // the Python version this module is built for (macros only)
 
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <string>
+
+#include "pyinterp/dispatch.h"
 
 APLOG_USE_MODULE(pyinterp);
 
@@ -64,21 +67,32 @@ const char* parse_group(cmd_parms* cmd, const char* arg, group_spec* out) noexce
     });
 }
 
+#define PYINTERP_STR2(x) #x
+#define PYINTERP_STR(x) PYINTERP_STR2(x)
+constexpr const char* k_python_version = PYINTERP_STR(PY_MAJOR_VERSION) "." PYINTERP_STR(PY_MINOR_VERSION);
+
+// The placement options of one directive, checked together (config_parse.h).
+std::string checked_placement(const placement_options& o, const group_spec& group) {
+    return check_placement(o, group.kind == group_kind::global, pyinterp_supports_own_gil() != 0, k_python_version);
+}
+
 // The trailing key=value options of the alias and import directives
-// (config_parse.h): `accepted` names the options beyond application-group=
-// and callable=.  Returns nullptr or an error message.
+// (config_parse.h), placement ones checked against the group: `accepted`
+// names the options beyond application-group=, callable=, gil= and
+// interpreters=, which both take.  Returns nullptr or an error message.
 const char* parse_options(cmd_parms* cmd, int argc, char* const argv[], int first, unsigned accepted,
-                          group_spec* group, const char** callable, fallback_policy* fallback = nullptr,
-                          int* request_timeout_ms = nullptr) noexcept {
+                          group_spec* group, const char** callable, placement_options* placement,
+                          fallback_policy* fallback = nullptr, int* request_timeout_ms = nullptr) noexcept {
     return checked(cmd, [&] {
         parsed_options o;
-        std::string err = mod::parse_options(argc, argv, first, accepted, &o);
+        std::string err = mod::parse_options(argc, argv, first, accepted | k_option_target | k_option_placement, &o);
         if (!err.empty()) return err;
         if (o.group.kind != group_kind::unset) *group = pooled(cmd, o.group);
         if (o.has_callable) *callable = apr_pstrdup(cmd->pool, o.callable.c_str());
         if (fallback != nullptr && o.fallback != fallback_policy::unset) *fallback = o.fallback;
         if (request_timeout_ms != nullptr && o.request_timeout_ms >= 0) *request_timeout_ms = o.request_timeout_ms;
-        return err;
+        *placement = o.placement;
+        return checked_placement(o.placement, *group);
     });
 }
 
@@ -90,7 +104,8 @@ const char* cmd_script_alias(cmd_parms* cmd, void*, int argc, char* const argv[]
     if (const char* err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT)) return err;
     if (argc < 2)
         return fail(cmd, "expects URL-path file-path [application-group=G] [callable=NAME] "
-                         "[subinterpreter-fallback=route|refuse|allow] [request-timeout=SECONDS]");
+                         "[gil=auto|own|shared] [interpreters=N] [subinterpreter-fallback=route|refuse|allow] "
+                         "[request-timeout=SECONDS]");
     if (argv[0][0] != '/') return fail(cmd, "URL-path '%s' must start with '/'", argv[0]);
     auto* alias = pool_new<script_alias>(cmd->pool);
     char* url = apr_pstrdup(cmd->pool, argv[0]);
@@ -100,7 +115,7 @@ const char* cmd_script_alias(cmd_parms* cmd, void*, int argc, char* const argv[]
     alias->path = ap_server_root_relative(cmd->pool, argv[1]);
     if (alias->path == nullptr) return fail(cmd, "invalid file path '%s'", argv[1]);
     if (const char* err = parse_options(cmd, argc, argv, 2, k_option_fallback | k_option_request_timeout,
-                                        &alias->group, &alias->callable, &alias->fallback,
+                                        &alias->group, &alias->callable, &alias->placement, &alias->fallback,
                                         &alias->request_timeout_ms))
         return err;
     server_config* sc = server_conf_of(cmd);
@@ -115,11 +130,13 @@ const char* cmd_script_alias(cmd_parms* cmd, void*, int argc, char* const argv[]
 
 const char* cmd_import_script(cmd_parms* cmd, void*, int argc, char* const argv[]) noexcept {
     if (const char* err = ap_check_cmd_context(cmd, NOT_IN_DIR_CONTEXT)) return err;
-    if (argc < 2) return fail(cmd, "expects file application-group=G [callable=NAME]");
+    if (argc < 2)
+        return fail(cmd, "expects file application-group=G [callable=NAME] [gil=auto|own|shared] [interpreters=N]");
     auto* imp = pool_new<import_script>(cmd->pool);
     imp->path = ap_server_root_relative(cmd->pool, argv[0]);
     if (imp->path == nullptr) return fail(cmd, "invalid file path '%s'", argv[0]);
-    if (const char* err = parse_options(cmd, argc, argv, 1, 0, &imp->group, &imp->callable)) return err;
+    if (const char* err = parse_options(cmd, argc, argv, 1, 0, &imp->group, &imp->callable, &imp->placement))
+        return err;
     if (imp->group.kind == group_kind::unset) return fail(cmd, "application-group=G is required");
     if (imp->group.kind == group_kind::resource || imp->group.kind == group_kind::env)
         return fail(cmd, "application-group must be %%{GLOBAL}, %%{SERVER} or a name: "
@@ -162,9 +179,23 @@ const char* cmd_graceful_timeout(cmd_parms* cmd, void*, const char* arg) noexcep
     return checked(cmd, [&] { return parse_timeout(arg, &server_conf_of(cmd)->graceful_timeout_ms); });
 }
 
-const char* cmd_application_group(cmd_parms* cmd, void* dconf, const char* arg) noexcept {
+const char* cmd_application_group(cmd_parms* cmd, void* dconf, int argc, char* const argv[]) noexcept {
     if (const char* err = ap_check_cmd_context(cmd, NOT_IN_LIMIT)) return err;
-    return parse_group(cmd, arg, &static_cast<dir_config*>(dconf)->group);
+    if (argc < 1) return fail(cmd, "expects a group [gil=auto|own|shared] [interpreters=N]");
+    auto* d = static_cast<dir_config*>(dconf);
+    group_spec group;
+    if (const char* err = parse_group(cmd, argv[0], &group)) return err;
+    placement_options placement;
+    if (const char* err = checked(cmd, [&] {
+            parsed_options o;
+            std::string e = mod::parse_options(argc, argv, 1, k_option_placement, &o);
+            placement = o.placement;
+            return e.empty() ? checked_placement(placement, group) : e;
+        }))
+        return err;
+    d->group = group;
+    d->placement = placement;
+    return nullptr;
 }
 
 const char* cmd_callable_object(cmd_parms* cmd, void* dconf, const char* arg) noexcept {
@@ -240,14 +271,17 @@ group_spec pick(group_spec base, group_spec add) noexcept {
 
 const command_rec commands[] = {
     AP_INIT_TAKE_ARGV("PyInterpScriptAlias", as_cmd(cmd_script_alias), nullptr, RSRC_CONF,
-                      "URL-path file-path [application-group=G] [callable=NAME] "
-                      "[subinterpreter-fallback=route|refuse|allow] [request-timeout=SECONDS]: serve a WSGI script"),
-    AP_INIT_TAKE1("PyInterpApplicationGroup", as_cmd(cmd_application_group), nullptr, RSRC_CONF | ACCESS_CONF,
-                  "%{GLOBAL}, %{SERVER}, %{RESOURCE} (default), %{ENV:VAR} or a name: the interpreter to use"),
+                      "URL-path file-path [application-group=G] [callable=NAME] [gil=auto|own|shared] "
+                      "[interpreters=N] [subinterpreter-fallback=route|refuse|allow] [request-timeout=SECONDS]: "
+                      "serve a WSGI script"),
+    AP_INIT_TAKE_ARGV("PyInterpApplicationGroup", as_cmd(cmd_application_group), nullptr, RSRC_CONF | ACCESS_CONF,
+                      "%{GLOBAL}, %{SERVER}, %{RESOURCE} (default), %{ENV:VAR} or a name: the interpreter to use; "
+                      "[gil=auto|own|shared] [interpreters=N]: with its own GIL, on a pool of N"),
     AP_INIT_TAKE1("PyInterpCallableObject", as_cmd(cmd_callable_object), nullptr, RSRC_CONF | ACCESS_CONF,
                   "name of the WSGI callable in the script (default: application)"),
     AP_INIT_TAKE_ARGV("PyInterpImportScript", as_cmd(cmd_import_script), nullptr, RSRC_CONF,
-                      "file application-group=G [callable=NAME]: load a script when a child starts"),
+                      "file application-group=G [callable=NAME] [gil=auto|own|shared] [interpreters=N]: load a "
+                      "script when a child starts (into every interpreter of a pool)"),
     AP_INIT_TAKE1("PyInterpPythonPath", as_cmd(cmd_python_path), nullptr, RSRC_CONF,
                   "':'-separated directories added in front of sys.path in every interpreter"),
     AP_INIT_TAKE1("PyInterpPythonHome", as_cmd(cmd_python_home), nullptr, RSRC_CONF,
@@ -282,6 +316,8 @@ void* merge_dir_config(apr_pool_t* p, void* base_v, void* add_v) noexcept {
     const auto* add = static_cast<const dir_config*>(add_v);
     auto* out = pool_new<dir_config>(p);
     out->group = pick(base->group, add->group);
+    // The options of PyInterpApplicationGroup go with it.
+    out->placement = add->group.kind != group_kind::unset ? add->placement : base->placement;
     out->callable = pick<const char*>(base->callable, add->callable, nullptr);
     out->script_reloading = pick(base->script_reloading, add->script_reloading, -1);
     out->pass_authorization = pick(base->pass_authorization, add->pass_authorization, -1);
@@ -327,6 +363,19 @@ const dir_config& dir_settings(const request_rec* r) noexcept {
     return *static_cast<const dir_config*>(ap_get_module_config(r->per_dir_config, &pyinterp_module));
 }
 
+namespace {
+
+// gil= and interpreters=: the alias's (or import's) options over the
+// directory's PyInterpApplicationGroup ones over the defaults.
+void apply_placement(const placement_options* own, const placement_options& dir, app::request_target* t) noexcept {
+    app::gil_mode gil = own != nullptr && own->gil != app::gil_mode::unset ? own->gil : dir.gil;
+    t->gil = gil != app::gil_mode::unset ? gil : app::k_default_gil;
+    int n = own != nullptr && own->interpreters != 0 ? own->interpreters : dir.interpreters;
+    t->interpreters = n != 0 ? n : app::k_default_interpreters;
+}
+
+}  // namespace
+
 group_spec apply_settings(const request_rec* r, const script_alias* alias, app::request_target* t) noexcept {
     const dir_config& d = dir_settings(r);
     group_spec group = alias != nullptr ? pick(d.group, alias->group) : d.group;
@@ -345,6 +394,7 @@ group_spec apply_settings(const request_rec* r, const script_alias* alias, app::
                             : d.request_timeout_ms >= 0                    ? d.request_timeout_ms
                                                                            : k_default_request_timeout_ms;
     t->slow_request_ms = d.slow_request_ms > 0 ? d.slow_request_ms : 0;
+    apply_placement(alias != nullptr ? &alias->placement : nullptr, d.placement, t);
     return group;
 }
 
@@ -356,6 +406,7 @@ void apply_import_settings(const import_script& imp, app::request_target* t) noe
     // Loaded once, at child start: nothing to compare a stamp with yet.
     t->script_reloading = false;
     t->fallback = d != nullptr && d->fallback != fallback_policy::unset ? d->fallback : app::k_default_fallback;
+    apply_placement(&imp.placement, placement_options{}, t);
 }
 
 const script_alias* matched_alias(const request_rec* r) noexcept {

@@ -28,6 +28,7 @@ struct script_alias {
     const char* callable = nullptr;  // nullptr: the directory configuration decides
     fallback_policy fallback = fallback_policy::unset;  // subinterpreter-fallback=
     int request_timeout_ms = -1;                        // request-timeout= (-1: unset, 0: off)
+    placement_options placement;  // gil=, interpreters= (unset: the directory configuration decides)
 };
 
 // One PyInterpImportScript: loaded into its group at child start.
@@ -35,6 +36,7 @@ struct import_script {
     const char* path = nullptr;      // absolute script file
     group_spec group;                // global or named (checked at parse time)
     const char* callable = nullptr;  // nullptr: the server's default
+    placement_options placement;     // gil=, interpreters=
     server_rec* server = nullptr;    // where it was configured
 };
 
@@ -52,6 +54,7 @@ struct server_config {
 // nullptr / -1 and resolve through the documented defaults below.
 struct dir_config {
     group_spec group;
+    placement_options placement;  // from PyInterpApplicationGroup's gil= and interpreters=
     const char* callable = nullptr;
     int script_reloading = -1;
     int pass_authorization = -1;
@@ -84,7 +87,8 @@ const dir_config& dir_settings(const request_rec* r) noexcept;
 // The settings of one request, written into its target: the matched
 // alias's options win over the directory configuration, which wins over the
 // defaults.  Sets callable, script_reloading, pass_authorization, fallback,
-// fallback_from_alias, request_timeout_ms, slow_request_ms and alias_url;
+// fallback_from_alias, request_timeout_ms, slow_request_ms, alias_url, gil
+// and interpreters;
 // returns how its group is chosen (never unset), for group_for_request.
 group_spec apply_settings(const request_rec* r, const script_alias* alias, app::request_target* t) noexcept;
 

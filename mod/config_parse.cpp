@@ -27,20 +27,32 @@ std::string quoted(const char* s) {
 }
 
 std::string parse_option(const std::string& key, const char* value, unsigned accepted, parsed_options* out) {
-    if (key == "application-group") return parse_group(value, &out->group);
-    if (key == "callable") {
+    bool target = (accepted & k_option_target) != 0;
+    bool fallback = (accepted & k_option_fallback) != 0;
+    bool timeout = (accepted & k_option_request_timeout) != 0;
+    bool placement = (accepted & k_option_placement) != 0;
+    if (target && key == "application-group") return parse_group(value, &out->group);
+    if (target && key == "callable") {
         if (!is_identifier(value)) return "callable " + quoted(value) + " is not a Python identifier";
         out->callable = value;
         out->has_callable = true;
         return {};
     }
-    if ((accepted & k_option_fallback) != 0 && key == "subinterpreter-fallback")
-        return parse_fallback(value, &out->fallback);
-    if ((accepted & k_option_request_timeout) != 0 && key == "request-timeout")
-        return parse_timeout(value, &out->request_timeout_ms);
-    std::string known = "application-group, callable";
-    if ((accepted & k_option_fallback) != 0) known += ", subinterpreter-fallback";
-    if ((accepted & k_option_request_timeout) != 0) known += ", request-timeout";
+    if (placement && key == "gil") return parse_gil(value, &out->placement.gil);
+    if (placement && key == "interpreters") return parse_interpreters(value, &out->placement.interpreters);
+    if (fallback && key == "subinterpreter-fallback") return parse_fallback(value, &out->fallback);
+    if (timeout && key == "request-timeout") return parse_timeout(value, &out->request_timeout_ms);
+    std::string known;
+    auto add = [&known](bool on, const char* names) {
+        if (!on) return;
+        if (!known.empty()) known += ", ";
+        known += names;
+    };
+    add(target, "application-group, callable");
+    add(placement, "gil, interpreters");
+    add(fallback, "subinterpreter-fallback");
+    add(timeout, "request-timeout");
+    if (known.empty()) return "unexpected option " + quoted(key.c_str()) + " (this directive takes none)";
     return "unknown option " + quoted(key.c_str()) + " (known: " + known + ")";
 }
 
@@ -92,6 +104,45 @@ std::string parse_fallback(const char* arg, app::fallback_policy* out) {
         *out = app::fallback_policy::allow;
     else
         return "unknown subinterpreter fallback " + quoted(arg) + " (expected route, refuse or allow)";
+    return {};
+}
+
+std::string parse_gil(const char* arg, app::gil_mode* out) {
+    if (strcasecmp(arg, "auto") == 0)
+        *out = app::gil_mode::auto_;
+    else if (strcasecmp(arg, "shared") == 0)
+        *out = app::gil_mode::shared;
+    else if (strcasecmp(arg, "own") == 0)
+        *out = app::gil_mode::own;
+    else
+        return "unknown gil " + quoted(arg) + " (expected auto, own or shared)";
+    return {};
+}
+
+std::string parse_interpreters(const char* arg, int* out) {
+    bool digits = *arg != '\0' && std::strlen(arg) <= 4;
+    for (const char* c = arg; digits && *c; ++c) digits = is_digit(*c);
+    long n = digits ? std::strtol(arg, nullptr, 10) : 0;
+    if (n < 1 || n > app::k_max_interpreters)
+        return "interpreters " + quoted(arg) + " is not a number from 1 to " + std::to_string(app::k_max_interpreters);
+    *out = static_cast<int>(n);
+    return {};
+}
+
+std::string check_placement(const placement_options& o, bool global_group, bool own_gil_supported,
+                            const char* python_version) {
+    if (global_group && (o.gil != app::gil_mode::unset || o.interpreters != 0))
+        return "%{GLOBAL} is always the main interpreter: gil= and interpreters= do not apply to it";
+    if (o.gil == app::gil_mode::own && !own_gil_supported)
+        return std::string("gil=own needs Python 3.12 or newer; this mod_pyinterp runs Python ") + python_version +
+               " (use gil=auto, which means shared there)";
+    if (o.interpreters > 1 && o.gil == app::gil_mode::shared)
+        return "interpreters=" + std::to_string(o.interpreters) +
+               " needs interpreters with their own GIL (gil=auto or gil=own), not gil=shared";
+    if (o.interpreters > 1 && !own_gil_supported)
+        return "interpreters=" + std::to_string(o.interpreters) +
+               " needs interpreters with their own GIL: Python 3.12 or newer; this mod_pyinterp runs Python " +
+               python_version;
     return {};
 }
 

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "app/atexit_bound.h"
+#include "app/placement.h"
 #include "child_watchdog.h"
 #include "config.h"
 #include "error_log.h"
@@ -110,7 +111,8 @@ void preload(app::executor& ex, const import_script& imp, apr_pool_t* p) noexcep
     t.group = group_for_server(imp.server, imp.group, p);
     if (t.group == nullptr) return;
     // Every failure is logged on the way (PYI0104, PYI0121, PYI0603...).
-    ex.run(t, preload_protocol, nullptr);
+    // A pool gets the application in every member.
+    ex.run_everywhere(t, preload_protocol, nullptr);
 }
 
 // Python finalization with a time limit: if Python's own shutdown hangs
@@ -239,6 +241,12 @@ void runtime_child_init(apr_pool_t* pchild, server_rec* s) noexcept {
     child_watchdog_start(*ex, opt.metrics, s);
     ap_log_error(APLOG_MARK, APLOG_DEBUG, 0, s, "PYI0109: Python %s started in child %ld", Py_GetVersion(),
                  static_cast<long>(getpid()));
+    if (pyinterp_supports_own_gil() != 0 && !app::auto_means_own_gil())
+        ap_log_error(APLOG_MARK, APLOG_NOTICE, 0, s,
+                     "PYI0111: Python %s: gil=auto gives application groups a shared GIL (before 3.12.4, ending an "
+                     "own-GIL interpreter frees objects other interpreters still use, CPython gh-119213); gil=own "
+                     "still gives them their own",
+                     Py_GetVersion());
     for (server_rec* vs = s; vs != nullptr; vs = vs->next) {
         const apr_array_header_t* imports = server_settings(vs).imports;
         for (int i = 0; i < imports->nelts; ++i) preload(*ex, *APR_ARRAY_IDX(imports, i, const import_script*), pchild);

@@ -12,6 +12,7 @@
 
 #include <cstring>
 
+#include "app/placement.h"
 #include "wsgi_state.h"
 #include "wsgi_request.h"
 
@@ -56,6 +57,7 @@ PyObject* environ_new(wsgi_request* q, const app::application& a, const app::req
     v.group = a.group;
     v.interpreter = a.interpreter;
     v.interpreter_id = a.interpreter_id;
+    v.placement = app::placement_name(a.where);
     v.callable = t.callable;
     v.script_reloading = t.script_reloading;
     return environ_from_vars(q->state, r->subprocess_env, v);

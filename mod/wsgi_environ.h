@@ -38,6 +38,7 @@ struct environ_values {
     const char* group = "";
     const char* interpreter = "";
     int64_t interpreter_id = 0;
+    const char* placement = "main";  // pyinterp.placement: "own", "shared" or "main"
     const char* callable = "";
     bool script_reloading = false;
 };

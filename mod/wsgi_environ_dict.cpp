@@ -29,6 +29,7 @@ enum fixed_key : int {
     k_application_group,
     k_interpreter,
     k_interpreter_id,
+    k_placement,
     k_callable_object,
     k_script_reloading,
     k_fixed_count
@@ -46,6 +47,7 @@ constexpr const char* k_fixed_names[] = {
     "pyinterp.application_group",
     "pyinterp.interpreter",
     "pyinterp.interpreter_id",
+    "pyinterp.placement",
     "pyinterp.callable_object",
     "pyinterp.script_reloading",
 };
@@ -141,6 +143,7 @@ PyObject* environ_from_vars(wsgi_state* st, const apr_table_t* vars, const envir
          put(env, k[k_application_group], cached(keys, v.group)) &&
          put(env, k[k_interpreter], cached(keys, v.interpreter)) &&
          put(env, k[k_interpreter_id], PyLong_FromLongLong(v.interpreter_id)) &&
+         put(env, k[k_placement], cached(keys, v.placement)) &&
          put(env, k[k_callable_object], cached(keys, v.callable)) &&
          put(env, k[k_script_reloading], boolean(v.script_reloading));
     if (!ok) Py_CLEAR(env);

@@ -22,7 +22,7 @@ struct wsgi_state {
     app::str_cache* environ_keys = nullptr;       // environ keys and name-like values (latin-1)
     // The keys environ_new adds after httpd's variables, made once
     // (wsgi_environ.cpp names them).
-    static constexpr int k_fixed_environ_keys = 14;
+    static constexpr int k_fixed_environ_keys = 15;
     PyObject* environ_fixed[k_fixed_environ_keys] = {};
 };
 

@@ -3,6 +3,7 @@
 
 #include <Python.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -163,7 +164,12 @@ int interpreter_table::pool_size(const request_target& t, placement p) noexcept 
 interpreter_table::interp_set* interpreter_table::set_for(const request_target& t, placement p) {
     std::string key = std::string(t.group) + '\n' + placement_name(p);
     auto it = sets_.find(key);
-    if (it != sets_.end()) return it->second.get();
+    if (it != sets_.end()) {
+        // Aliases (or a PyInterpImportScript) of one group asking for
+        // different pool sizes: the largest wins.
+        it->second->size = std::max(it->second->size, pool_size(t, p));
+        return it->second.get();
+    }
     auto s = std::make_unique<interp_set>();
     s->group = t.group;
     s->where = p;

@@ -6,7 +6,9 @@
 // successful parse promises: a literal group name is short and free of
 // spaces and control characters, %{ENV:VAR} names an identifier, a callable
 // is an identifier, a timeout is off or a positive number of milliseconds
-// within a day, and an error always has a message.
+// within a day, a pool size is within its bounds, options a directive does
+// not take stay unset, the placement check refuses what the Python or
+// %{GLOBAL} cannot do, and an error always has a message.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -40,6 +42,18 @@ void check_group(const std::string& err, const parsed_group& g) {
 
 void check_timeout(const std::string& err, int ms) {
     if (err.empty()) check(ms >= 0 && ms <= int(k_max_request_timeout_s * 1000), "timeout range");
+}
+
+// What check_placement promises for options that parsed.
+void check_placement_rules(const placement_options& p, bool global_group, bool own_gil) {
+    std::string err = check_placement(p, global_group, own_gil, "3.11");
+    bool any = p.gil != pyinterp::app::gil_mode::unset || p.interpreters != 0;
+    if (global_group && any) check(!err.empty(), "%{GLOBAL} takes no placement options");
+    if (!own_gil && p.gil == pyinterp::app::gil_mode::own)
+        check(err.find("3.11") != std::string::npos, "gil=own without an own GIL names the Python");
+    if (p.interpreters > 1 && (!own_gil || p.gil == pyinterp::app::gil_mode::shared))
+        check(!err.empty(), "a pool needs an own GIL");
+    if (!any) check(err.empty(), "no placement options, nothing to refuse");
 }
 
 }  // namespace
@@ -81,8 +95,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             break;
         }
         default: {
+            // The bits above the parser's: the options the directive takes
+            // (the first two as option_flags, then placement, then no
+            // application-group=/callable=), whether this Python has an
+            // own GIL and whether the group is %{GLOBAL}.
+            unsigned bits = data[0] / 4;
+            unsigned accepted = (bits & 3U) | ((bits & 4U) != 0 ? k_option_placement : 0U) |
+                                ((bits & 8U) != 0 ? 0U : k_option_target);
             parsed_options o;
-            unsigned accepted = data[0] / 4 % 4;
             std::string err = parse_options(int(argv.size()), argv.data(), 0, accepted, &o);
             if (!err.empty()) break;
             if (o.group.kind != group_kind::unset) check_group(err, o.group);
@@ -92,6 +112,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             check((accepted & k_option_request_timeout) != 0 || o.request_timeout_ms == -1,
                   "request-timeout only where accepted");
             if (o.request_timeout_ms != -1) check_timeout(err, o.request_timeout_ms);
+            check((accepted & k_option_target) != 0 || (o.group.kind == group_kind::unset && !o.has_callable),
+                  "application-group= and callable= only where accepted");
+            check((accepted & k_option_placement) != 0 ||
+                      (o.placement.gil == pyinterp::app::gil_mode::unset && o.placement.interpreters == 0),
+                  "gil= and interpreters= only where accepted");
+            check(o.placement.interpreters == 0 ||
+                      (o.placement.interpreters >= 1 && o.placement.interpreters <= pyinterp::app::k_max_interpreters),
+                  "pool size range");
+            check_placement_rules(o.placement, (bits & 32U) != 0, (bits & 16U) != 0);
             for (const char* a : argv) check(std::strchr(a, '=') != nullptr, "every accepted option is key=value");
             break;
         }

@@ -34,6 +34,19 @@ BAD = [
     ("PyInterpImportScript", 'PyInterpImportScript "%s" application-group=g' % APPS_DIR),
     ("PyInterpImportScript", 'PyInterpImportScript "%s" application-group=g bogus=1' % APP),
     ("PyInterpImportScript", '<Location /loc>\nPyInterpImportScript "%s" application-group=g\n</Location>' % APP),
+    ("PyInterpScriptAlias", 'PyInterpScriptAlias /x "%s" gil=maybe' % APP),
+    ("PyInterpScriptAlias", 'PyInterpScriptAlias /x "%s" interpreters=0' % APP),
+    ("PyInterpScriptAlias", 'PyInterpScriptAlias /x "%s" interpreters=65' % APP),
+    ("PyInterpScriptAlias", 'PyInterpScriptAlias /x "%s" interpreters=two' % APP),
+    ("PyInterpScriptAlias", 'PyInterpScriptAlias /x "%s" interpreters=-2' % APP),
+    ("PyInterpScriptAlias", 'PyInterpScriptAlias /x "%s" gil=shared interpreters=2' % APP),
+    ("PyInterpScriptAlias", 'PyInterpScriptAlias /x "%s" application-group=%%{GLOBAL} gil=auto' % APP),
+    ("PyInterpApplicationGroup", "PyInterpApplicationGroup g gil=bogus"),
+    ("PyInterpApplicationGroup", "PyInterpApplicationGroup g bogus=1"),
+    ("PyInterpApplicationGroup", "PyInterpApplicationGroup %{GLOBAL} interpreters=2"),
+    ("PyInterpApplicationGroup", "PyInterpApplicationGroup g gil=shared interpreters=4"),
+    ("PyInterpImportScript", 'PyInterpImportScript "%s" application-group=g gil=x' % APP),
+    ("PyInterpImportScript", 'PyInterpImportScript "%s" application-group=%%{GLOBAL} interpreters=3' % APP),
     ("PyInterpScriptReloading", "PyInterpScriptReloading maybe"),
     ("PyInterpGracefulTimeout", "PyInterpGracefulTimeout later"),
     ("PyInterpGracefulTimeout", "<VirtualHost *>\nPyInterpGracefulTimeout 3\n</VirtualHost>"),
@@ -95,6 +108,8 @@ def test_bad_value_rejected_naming_the_directive(httpd, directive, extra):
 def test_good_configuration_accepted(httpd, module_python):
     extra = """
 PyInterpScriptAlias /a "{app}" application-group=alpha callable=application
+PyInterpScriptAlias /gs "{app}" application-group=beta gil=shared
+PyInterpScriptAlias /ga "{app}" application-group=gamma gil=AUTO interpreters=1
 PyInterpScriptAlias /g "{app}" application-group=%{{GLOBAL}}
 PyInterpScriptAlias /s "{app}" application-group=%{{SERVER}}
 PyInterpScriptAlias /r "{app}" application-group=%{{RESOURCE}}
@@ -113,7 +128,7 @@ PyInterpPythonPath /tmp
     PyInterpRequestTimeout Off
 </Location>
 <Directory "{apps}">
-    PyInterpApplicationGroup %{{ENV:X}}
+    PyInterpApplicationGroup %{{ENV:X}} gil=shared
 </Directory>
 """.format(app=APP, apps=APPS_DIR)
     if not harness.python_relocated(module_python[2], module_python[0]):  # else the harness sets it
@@ -121,3 +136,28 @@ PyInterpPythonPath /tmp
     rc, out = configtest(httpd, extra)
     assert rc == 0, out
     assert "Syntax OK" in out
+
+
+def own_gil_python(module_python):
+    return tuple(int(x) for x in module_python[0].split(".")) >= (3, 12)
+
+
+OWN_GIL_OPTIONS = [
+    ("PyInterpScriptAlias", 'PyInterpScriptAlias /o "%s" application-group=o gil=own' % APP),
+    ("PyInterpScriptAlias", 'PyInterpScriptAlias /o "%s" application-group=o interpreters=2' % APP),
+    ("PyInterpApplicationGroup", "<Location /o>\nPyInterpApplicationGroup o gil=own interpreters=4\n</Location>"),
+    ("PyInterpImportScript", 'PyInterpImportScript "%s" application-group=o gil=own interpreters=2' % APP),
+]
+
+
+@pytest.mark.parametrize("directive,extra", OWN_GIL_OPTIONS,
+                         ids=["%02d-%s" % (i, d) for i, (d, _) in enumerate(OWN_GIL_OPTIONS)])
+def test_own_gil_options_need_python_312(httpd, module_python, directive, extra):
+    """gil=own and pools need Python 3.12+: accepted there, a configuration
+    error naming the directive and the Python version before."""
+    rc, out = configtest(httpd, extra)
+    if own_gil_python(module_python):
+        assert rc == 0, out
+    else:
+        assert rc != 0, out
+        assert directive in out and "Python 3.12 or newer" in out and "Python %s" % module_python[0] in out, out
