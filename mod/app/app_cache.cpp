@@ -53,18 +53,13 @@ struct hooked_run {
     py::ref module;    // the module, or empty with the script's exception set
     py::ref findings;  // the hook's findings; empty when the hook failed (its exception set)
     py::ref refused;   // extension modules refused with an own GIL (empty list elsewhere)
-    py::ref loaded;    // every extension module loaded (when asked for)
 };
 
 // Executes the script at `path` (a str) under the fallback hook.
-hooked_run exec_under_hook(interp_state* st, PyObject* path, bool strict, bool want_loaded) noexcept {
+hooked_run exec_under_hook(interp_state* st, PyObject* path, bool strict) noexcept {
     hooked_run out;
     if (!fallback_install(st) || !fallback_begin(st, strict)) return out;
     out.module = exec_script(path);
-    if (want_loaded) {
-        py::saved_exception pending;
-        out.loaded = fallback_loaded(st);
-    }
     out.findings = fallback_end(st);
     if (out.findings) {
         out.refused = fallback_refused(st);
@@ -126,7 +121,7 @@ py::ref load_locked(interp_state* st, const request_target& t, PyObject* key, co
     if (PyObject* m = cached_module(st, key, t.script_reloading ? &stamp : nullptr)) return py::ref::borrow(m);
     if (PyErr_Occurred()) return {};
     if (had && !drop_stale(st, key)) return {};
-    hooked_run run = exec_under_hook(st, key, t.fallback != fallback_policy::allow, false);
+    hooked_run run = exec_under_hook(st, key, t.fallback != fallback_policy::allow);
     py::ref module = std::move(run.module);
     py::ref findings = std::move(run.findings);
     if (!findings) return {};
@@ -191,21 +186,6 @@ py::ref load_application(interp_state* st, const request_target& t, const log_si
     py::ref module = module_for(st, t, key.get(), log_to);
     if (!module) return {};
     return callable_of(st, module.get(), t);
-}
-
-bool probe_application(interp_state* st, const request_target& t, probe_result* out) noexcept {
-    py::ref path = py::ref::steal(PyUnicode_DecodeFSDefault(t.script));
-    if (!path) return false;
-    hooked_run run = exec_under_hook(st, path.get(), false, true);
-    out->findings = std::move(run.findings);
-    out->loaded = std::move(run.loaded);
-    if (!out->findings || !out->loaded) return false;
-    if (run.module) {
-        callable_of(st, run.module.get(), t);  // sets the exception when it is missing
-        forget_script(path.get(), run.module.get());
-    }
-    out->error = py::take_exception();
-    return true;
 }
 
 }  // namespace pyinterp::app

@@ -33,18 +33,4 @@ struct interp_state;
 // that succeeded all the same is logged (PYI0218).
 py::ref load_application(interp_state* st, const request_target& t, const log_sink& log) noexcept;
 
-// What `pyinterp doctor` learns from loading a script: the same load as
-// load_application's (the hook not strict), but nothing is kept.
-struct probe_result {
-    py::ref error;     // the load's exception (its traceback attached), or empty
-    py::ref loaded;    // the hook's list of [module, path, error or None]
-    py::ref findings;  // list of (module, path, reason): what needs main
-};
-
-// GIL held, inside a subinterpreter.  Loads the script the way
-// load_application does and checks that `t.callable` exists, then forgets
-// the module.  False (with an exception set) only when the hook itself
-// failed.
-bool probe_application(interp_state* st, const request_target& t, probe_result* out) noexcept;
-
 }  // namespace pyinterp::app

@@ -106,11 +106,6 @@ bool fallback_begin(interp_state* st, bool strict) noexcept {
     return bool(py::ref::steal(PyObject_CallMethod(st->fallback_hook, "begin", "i", strict ? 1 : 0)));
 }
 
-py::ref fallback_loaded(interp_state* st) noexcept {
-    if (st->fallback_hook == nullptr) return py::ref::steal(PyList_New(0));
-    return py::ref::steal(PyObject_CallMethod(st->fallback_hook, "loaded", nullptr));
-}
-
 py::ref fallback_end(interp_state* st) noexcept {
     if (st->fallback_hook == nullptr) return py::ref::steal(PyList_New(0));
     py::saved_exception pending;
@@ -134,6 +129,14 @@ void fallback_raise(interp_state* st, PyObject* findings) noexcept {
 
 bool fallback_pending(interp_state* st) noexcept {
     return st->needs_main != nullptr && PyErr_ExceptionMatches(st->needs_main);
+}
+
+py::ref fallback_report(interp_state* st) noexcept {
+    if (st->fallback_hook == nullptr) return {};
+    py::saved_exception pending;
+    py::ref r = py::ref::steal(PyObject_CallMethod(st->fallback_hook, "report", nullptr));
+    if (!r) PyErr_Clear();
+    return r;
 }
 
 py::ref fallback_refused(interp_state* st) noexcept {

@@ -48,11 +48,12 @@ bool fallback_install(interp_state* st) noexcept;
 // when no hook is installed (main interpreter).
 bool fallback_begin(interp_state* st, bool strict) noexcept;
 
-// Every extension module created since fallback_begin on this thread (after
-// fallback_end: during the last load), as the hook's list of [module, path,
-// error or None].  An empty list without a hook.  GIL held; nullptr with an
-// exception set on failure.
-py::ref fallback_loaded(interp_state* st) noexcept;
+// The hook's report of the current or last load on this thread: a dict
+// with "loaded" (every extension module created, as [module, path, error
+// or None]), "findings" (fallback_end) and "refused" (fallback_refused);
+// nullptr in main.  GIL held; a pending exception is
+// kept.
+py::ref fallback_report(interp_state* st) noexcept;
 
 // In an own-GIL interpreter: the extension modules refused there since
 // fallback_begin on this thread (after fallback_end: during the last load),

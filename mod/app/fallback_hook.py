@@ -39,6 +39,8 @@ API:
                                         (after end(): of the last load)
     take_late() -> [(module, path, reason)]  refusals outside a load on this
                                         thread since the last call
+    report() -> {"loaded", "findings", "refused"}  the three lists of the
+                                        current or last load on this thread
     elf_verdict(name, path) -> reason or None   (needs main)
     own_gil_verdict(name, path) -> reason or None  (refused before loading)
     NeedsMainInterpreter, NeedsSharedGil        the exception classes
@@ -215,6 +217,15 @@ def refused():
     path, reason)."""
     ctx = _current_or_last()
     return list(ctx.refused) if ctx is not None else []
+
+
+def report():
+    """loaded(), the findings and refused() of the current load on this
+    thread, or of the last one: for `pyinterp doctor`."""
+    ctx = _current_or_last()
+    if ctx is None:
+        return {"loaded": [], "findings": [], "refused": []}
+    return {"loaded": list(ctx.loaded), "findings": list(ctx.findings), "refused": list(ctx.refused)}
 
 
 def take_late():

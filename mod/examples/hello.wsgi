@@ -11,9 +11,12 @@ def application(environ, start_response):
     group = environ.get("pyinterp.application_group", "?")
     interp = environ.get("pyinterp.interpreter", "?")
     interp_id = environ.get("pyinterp.interpreter_id", "?")
+    placement = {"own": "its own GIL", "shared": "the GIL it shares with the main interpreter",
+                 "main": "the main interpreter's GIL"}.get(environ.get("pyinterp.placement"), "?")
     rows = [
         ("application group", group if group else "%{GLOBAL} (main interpreter)"),
         ("interpreter", f"{interp} (id {interp_id})"),
+        ("GIL", placement),
         ("process / thread", f"{os.getpid()} / {threading.get_ident()}"),
         ("Python", sys.version.split()[0]),
         ("SCRIPT_NAME / PATH_INFO", f"{environ.get('SCRIPT_NAME')!r} / {environ.get('PATH_INFO')!r}"),

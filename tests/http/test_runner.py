@@ -132,6 +132,36 @@ def test_serve_example_then_stop(serve, stop_signal):
     assert not bad, "\n".join(bad)
 
 
+def test_serve_with_gil_and_interpreters(serve, module_so, module_python, scratch):
+    """--gil and --interpreters reach every alias; with Python 3.12+ the
+    example runs with its own GIL on a pool, before that httpd refuses the
+    configuration and the runner says so."""
+    own = tuple(int(x) for x in module_python[0].split(".")) >= (3, 12)
+    if not own:
+        build = scratch / "build311"
+        (build / "mod").mkdir(parents=True)
+        (build / "mod" / "mod_pyinterp.so").symlink_to(module_so)
+        p = subprocess.run([str(RUNNER), "serve", str(EXAMPLE), "--gil", "own", "--interpreters", "2", "--port",
+                            str(harness.free_port()), "--no-setup"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60,
+                           env=dict(harness.httpd_env(), PYINTERP_SERVE_BUILD_DIR=str(build)))
+        text = p.stdout.decode()
+        assert p.returncode != 0, text
+        assert "PyInterpScriptAlias: gil=own needs Python 3.12 or newer" in text and "rejected" in text, text
+        return
+    proc, port, out = serve(EXAMPLE, "--threads", "4", "--gil", "own", "--interpreters", "2",
+                            "--group", "second=%s" % EXAMPLE)
+    assert wait_until(lambda: "gil=own interpreters=2" in out.read_text(), 5.0), out.read_text()
+    for path, name in (("/", r"[^<]*#1"), ("/second/", r"second#1")):
+        r = harness.httpclient.get(port, path)
+        assert r.status == 200
+        assert re.search(r"interpreter</th><td>%s \(id \d+\)<" % name, r.text), r.text
+        assert "its own GIL" in r.text, r.text
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    assert not harness.unexpected_log_lines(out.read_text())
+
+
 def test_serve_prefork_processes(serve):
     proc, port, out = serve(EXAMPLE, "--mpm", "prefork", "--processes", "2")
     pids = set()
