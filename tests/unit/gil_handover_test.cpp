@@ -250,6 +250,70 @@ TEST(GilHandover, NoDropRequestIsLeftBehind) {
 
 #if PY_VERSION_HEX < 0x030D0000
 extern "C" void test_set_gil_drop_request(PyInterpreterState* interp);
+extern "C" int test_gil_drop_requested(PyInterpreterState* interp);
+#endif
+
+TEST(GilHandover, OwnGilInterpretersNeitherDisturbNorAreDisturbed) {
+    // With own-GIL interpreters in the process (3.12+), the hand-over of the
+    // shared GIL still works, and never reaches them: a thread spinning in
+    // an own-GIL interpreter is never asked to drop its GIL (on 3.12 the
+    // library's watcher relays requests only between interpreters sharing
+    // the main GIL), and keeps running while the shared GIL changes hands.
+    if (pyinterp_supports_own_gil() == 0) GTEST_SKIP() << "needs Python 3.12+";
+    view a = test::make_interp("ho_own_a");
+    view b = test::make_interp("ho_own_b");
+    view c = test::make_interp("ho_own_c", PYINTERP_GIL_OWN);
+    PyInterpreterState* c_interp;
+    std::atomic<long> c_rounds{0};
+    std::atomic<bool> c_stop{false};
+    {
+        scoped_enter in(c);
+        c_interp = PyInterpreterState_Get();
+    }
+    std::thread c_spin([&] {
+        scoped_enter in(c);
+        while (!c_stop.load()) {
+            PyObject* g = PyModule_GetDict(PyImport_AddModule("__main__"));  // borrowed
+            Py_XDECREF(PyRun_String("sum(range(2000))", Py_eval_input, g, g));
+            c_rounds.fetch_add(1);
+        }
+    });
+    std::atomic<int> c_asked{0};
+    std::atomic<bool> sampling{true};
+    std::thread sampler([&] {
+        while (sampling.load()) {
+#if PY_VERSION_HEX < 0x030D0000
+            if (test_gil_drop_requested(c_interp)) c_asked.fetch_add(1);
+#else
+            (void)c_interp;
+#endif
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    });
+    {
+        spinner s(a);
+        for (int i = 0; i < 5; ++i) {
+            entry_result r;
+            std::thread w([&] { r = enter_once(b, s); });
+            w.join();
+            EXPECT_TRUE(r.got_in);
+            EXPECT_TRUE(r.during_spin) << "the entry into b waited " << r.wait_ms << " ms, until the spin ended";
+        }
+        long before = c_rounds.load();
+        auto deadline = clock_type::now() + std::chrono::seconds(5);
+        while (c_rounds.load() < before + 50 && clock_type::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        EXPECT_GE(c_rounds.load(), before + 50) << "the own-GIL interpreter stalled while the shared GIL spun";
+    }
+    sampling.store(false);
+    sampler.join();
+    c_stop.store(true);
+    c_spin.join();
+    EXPECT_EQ(c_asked.load(), 0) << "the own-GIL interpreter was asked to drop its GIL";
+    EXPECT_EQ(c.end(), PYINTERP_OK);
+}
+
+#if PY_VERSION_HEX < 0x030D0000
 
 TEST(GilHandover, HolderSwappingIntoAStaleRequestIsNotParked) {
     // The worst a relayed request could leave behind: a drop request set in

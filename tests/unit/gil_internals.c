@@ -16,3 +16,12 @@ void test_set_gil_drop_request(PyInterpreterState *interp)
     _Py_atomic_store_relaxed(&interp->ceval.eval_breaker, 1);
 }
 #endif
+
+#if PY_VERSION_HEX < 0x030D0000
+/* The interpreter's gil_drop_request flag: set when a waiter (or the
+   library's GIL watcher) asks its GIL holder to let go. */
+int test_gil_drop_requested(PyInterpreterState *interp)
+{
+    return _Py_atomic_load_relaxed(&interp->ceval.gil_drop_request) != 0;
+}
+#endif
