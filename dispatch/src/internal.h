@@ -8,10 +8,12 @@
 #include <condition_variable>
 #include <cstdarg>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "gil_queue.h"
 #include "pyinterp/dispatch.h"
 
 namespace pyinterp::detail {
@@ -64,6 +66,10 @@ struct interp_record {
     int64_t id = -1;
     bool is_main = false;
     bool own_gil = false;
+    // The entry queue of the interpreter's GIL: the runtime's shared_queue
+    // for main and shared-GIL interpreters, own_queue for an own-GIL one.
+    gil_queue* queue = nullptr;
+    std::unique_ptr<gil_queue> own_queue;
 
     std::atomic<interp_state> state{interp_state::live};
     std::atomic<long> guards{0};
@@ -142,6 +148,7 @@ struct runtime {
     std::atomic<bool> initialized{false};
     int default_end_timeout_ms = 5000;
     std::string python_path;             // pyinterp_config::python_path (host mode)
+    gil_queue shared_queue;              // entries into main's GIL (main, shared-GIL interpreters)
 };
 
 runtime& rt() noexcept;

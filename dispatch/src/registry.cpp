@@ -239,6 +239,7 @@ int start_interpreter(interp_record* rec, bool own) noexcept {
     rec->interp = ts->interp;
     rec->id = PyInterpreterState_GetID(ts->interp);
     rec->own_gil = own;
+    rec->queue = own ? rec->own_queue.get() : &R.shared_queue;
     // The interpreter's first thread state stays idle as its keeper; threads,
     // this one included, enter through cached thread states of their own.
     rec->keeper = ts;
@@ -358,11 +359,13 @@ int pyinterp_interp_create(const char* name, const pyinterp_interp_config* confi
         std::lock_guard<std::mutex> lk(R.mu);
         if (name_taken(R, name)) return PYINTERP_ERR_EXISTS;
     }
-    interp_record* rec;
+    interp_record* rec = nullptr;
     try {
         rec = new interp_record;
         rec->name = name;
+        if (own) rec->own_queue = std::make_unique<gil_queue>();
     } catch (...) {
+        record_unref(rec);
         return PYINTERP_ERR_NOMEM;
     }
     int rc = start_interpreter(rec, own);

@@ -1,5 +1,7 @@
 // The process-wide runtime: status strings, the log sink, record reference
 // counting, and starting and finalizing Python.
+#include <pthread.h>
+
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -121,7 +123,29 @@ interp_record* make_main_record() {
     r->interp = PyInterpreterState_Main();
     r->id = 0;
     r->is_main = true;
+    r->queue = &rt().shared_queue;
     return r;
+}
+
+// fork(): the child has only the forking thread; the entry queues must not
+// count threads that exist in the parent only.  The registry's mutex is
+// held across fork() so that the child finds the records consistent.
+void before_fork() {
+    rt().mu.lock();
+}
+void after_fork_parent() {
+    rt().mu.unlock();
+}
+void after_fork_child() {
+    runtime& R = rt();
+    R.shared_queue.reset_after_fork();
+    for (interp_record* r : R.records)
+        if (r->own_queue) r->own_queue->reset_after_fork();
+    R.mu.unlock();
+}
+pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+void register_atfork() {
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }
 
 // Host mode: initialise CPython.  Returns with the GIL held by the new main
@@ -262,6 +286,7 @@ int pyinterp_initialize(const pyinterp_config* config) {
     if (config != nullptr && config->default_end_timeout_ms > 0)
         R.default_end_timeout_ms = config->default_end_timeout_ms;
     fence_init();
+    pthread_once(&atfork_once, register_atfork);
     bool host = !Py_IsInitialized();
     if (host) {
         int rc = start_python(config);

@@ -307,7 +307,7 @@ int enter(interp_record* r, bool guarded, pyinterp_token* token) noexcept {
         switch_tstate(ts);
     } else {
         gil_handover_before_wait();
-        PyEval_AcquireThread(ts);
+        r->queue->acquire(ts);
     }
     gilstate_bind_activated(ts, saved);
     c->stack.push_back(frame{r, e, cur, saved});
