@@ -99,18 +99,19 @@ def prepare_apps(work):
 
 
 class Server(private_httpd.Httpd):
-    """One of the two servers, rendered from the same template: mod_pyinterp,
-    or mod_wsgi loaded in its place."""
+    """One of the servers, rendered from the same template: mod_pyinterp, or
+    a mod_wsgi loaded in its place (Debian's unless `module` names another
+    build, with `site` instead of this benchmark's)."""
 
-    def __init__(self, name, workdir, module, threads):
+    def __init__(self, name, workdir, module, threads, site=None):
         apps = Path(workdir) / "apps"
-        if name == "mod_wsgi":
-            module, module_name = MOD_WSGI, "wsgi_module"
+        if name.startswith("mod_wsgi"):
+            module, module_name = module if name != "mod_wsgi" else MOD_WSGI, "wsgi_module"
         else:
             module_name = "pyinterp_module"
         super().__init__(Path(workdir) / name, module, name=name, threads=threads, processes=1, mpm="event",
                          log_level="warn", module_name=module_name,
-                         site=site_conf(name, str(apps), str(apps / "static")))
+                         site=site if site is not None else site_conf(name, str(apps), str(apps / "static")))
         rc, out = self.configtest()
         if rc != 0:
             raise SystemExit("http-bench: %s: configuration test failed:\n%s" % (name, out))
