@@ -12,6 +12,7 @@
 //     <module>: fine in a subinterpreter; own GIL not checked (<why>) [path]
 //     <module>: needs the main interpreter (<why>) [path]
 //     placement: own GIL | shared GIL | main interpreter (interpreter '<name>')
+//     pool: <name> (id <id>), ...   (with --interpreters N: every member, each loaded)
 //     why: <the server's log line for each move>
 //     verdict: ...
 //
@@ -28,7 +29,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -68,6 +71,7 @@ struct report {
     bool served = false;
     app::placement where = app::placement::main;
     std::string interpreter;
+    std::vector<std::string> members;  // "<name> (id <id>)" of every interpreter that loaded it
     std::string script_error;  // the load's exception, when it failed
 };
 
@@ -76,6 +80,7 @@ struct options {
     const char* callable = "application";
     const char* script = nullptr;
     app::gil_mode gil = app::k_default_gil;
+    int interpreters = 1;
 };
 
 std::string str_of(PyObject* o) {
@@ -98,8 +103,10 @@ bool is_placement_line(const char* message) {
 void keep_log(app::level lv, const char* message, void* user) noexcept {
     auto* r = static_cast<report*>(user);
     try {
-        if (is_placement_line(message))
-            r->moves.emplace_back(message);
+        // Once each: every member of a pool logs its own load.
+        if (is_placement_line(message)) {
+            if (std::find(r->moves.begin(), r->moves.end(), message) == r->moves.end()) r->moves.emplace_back(message);
+        }
         else if (lv >= app::level::error)
             std::fprintf(stderr, "pyinterp-doctor: %s\n", message);
     } catch (...) {
@@ -156,9 +163,16 @@ void observe_load(app::interp_state* st, app::placement where, const pyinterp::v
 
 int doctor_serve(const app::application& a, const app::request_target&, void* request) noexcept {
     auto* r = static_cast<report*>(request);
+    if (!r->served) {  // the first member
+        r->where = a.where;
+        r->interpreter = a.interpreter;
+    }
     r->served = true;
-    r->where = a.where;
-    r->interpreter = a.interpreter;
+    try {
+        r->members.push_back(std::string(a.interpreter) + " (id " + std::to_string(a.interpreter_id) + ")");
+    } catch (...) {
+        // Out of memory: the pool line is shorter.
+    }
     return 0;
 }
 
@@ -255,6 +269,12 @@ int print_verdict(const report& r) {
     }
     static const char* const words[] = {"own GIL", "shared GIL", "main interpreter"};
     std::printf("placement: %s (interpreter '%s')\n", words[static_cast<int>(r.where)], r.interpreter.c_str());
+    if (r.members.size() > 1) {
+        std::printf("pool:");
+        for (size_t i = 0; i < r.members.size(); ++i)
+            std::printf("%s %s", i == 0 ? "" : ",", r.members[i].c_str());
+        std::printf("\n");
+    }
     if (r.where == app::placement::main) {
         std::printf(
             "verdict: needs the main interpreter: serve it with application-group=%%{GLOBAL} "
@@ -269,7 +289,7 @@ int print_verdict(const report& r) {
 int usage() {
     std::fprintf(stderr,
                  "usage: pyinterp-doctor [--python-path DIR[:DIR...]] [--callable NAME] [--gil auto|own|shared] "
-                 "script.wsgi\n"
+                 "[--interpreters N] script.wsgi\n"
                  "Places the script as the server would (own GIL, shared GIL, main interpreter), prints each\n"
                  "extension module it loaded with a verdict, and the placement and why.  Exit status: 0 it can\n"
                  "run in a subinterpreter, 1 it needs the main interpreter, 2 errors.\n");
@@ -298,6 +318,9 @@ bool parse_args(int argc, char** argv, options* o) {
             o->callable = argv[++i];
         } else if (std::strcmp(argv[i], "--gil") == 0 && has_value) {
             if (!parse_gil_arg(argv[++i], &o->gil)) return false;
+        } else if (std::strcmp(argv[i], "--interpreters") == 0 && has_value) {
+            o->interpreters = std::atoi(argv[++i]);
+            if (o->interpreters < 1 || o->interpreters > app::k_max_interpreters) return false;
         } else if (argv[i][0] == '-' || o->script != nullptr) {
             return false;  // an unknown option, or a second script
         } else {
@@ -341,7 +364,9 @@ int main(int argc, char** argv) {
     t.callable = o.callable;
     t.group = "doctor";
     t.gil = o.gil;
-    ex.run(t, doctor_protocol, &r);
+    t.interpreters = o.interpreters;
+    // Into every member of a pool, as PyInterpImportScript does.
+    ex.run_everywhere(t, doctor_protocol, &r);
     std::printf("pyinterp doctor: %s (Python %d.%d)\n", o.script, PY_MAJOR_VERSION, PY_MINOR_VERSION);
     print_extensions(r, o);
     int status = print_verdict(r);

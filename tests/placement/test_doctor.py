@@ -72,3 +72,11 @@ def test_flask_keeps_its_own_gil(doctor, own_gil):
     assert rc == 0, out
     assert lines["placement"] == "placement: own GIL (interpreter 'doctor')", out
     assert "the application runs without it" in lines["markupsafe._speedups"], out
+
+
+def test_a_pool_is_loaded_into_every_member(doctor, own_gil):
+    rc, lines, out = doctor(app("probe"), "--gil", "own", "--interpreters", "3")
+    assert rc == 0, out
+    assert lines["placement"] == "placement: own GIL (interpreter 'doctor#1')", out
+    assert lines["pool"].startswith("pool: doctor#1 (id "), out
+    assert "doctor#2 (id " in lines["pool"] and "doctor#3 (id " in lines["pool"], out
