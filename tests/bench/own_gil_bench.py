@@ -145,6 +145,17 @@ RUNS = [
 ]
 FAMILIES = {"hello": "hello (14 bytes)", "cpu": "~1 ms of pure-Python CPU",
             "django": "Django admin login page, two groups, requests alternating"}
+# With --against: these runs again on the older module, for a before/after.
+AGAINST = ["hello-own", "cpu-shared", "cpu-pool2", "dj-shared"]
+
+
+def against_runs(label):
+    """The AGAINST runs on the server "before" (the module of `label`)."""
+    out = []
+    for key, fam, text, srv, path, other in RUNS:
+        if key in AGAINST:
+            out.append((key + "@before", fam, "%s (%s)" % (text, label), "before", path, other))
+    return out
 
 
 def wrk_run(server, run, args, duration):
@@ -292,7 +303,7 @@ def chart(rows, runs, path):
     import matplotlib.pyplot as plt
     fams = [f for f in ("cpu", "django") if any(r[1] == f for r in runs)]
     fig, axes = plt.subplots(1, len(fams), figsize=(12, 4.8), dpi=110, squeeze=False)
-    colors = {"pyinterp": "#2f6fb0", "mod_wsgi": "#d9822b", "mod_wsgi6": "#8c5a2b"}
+    colors = {"pyinterp": "#2f6fb0", "before": "#9bbce0", "mod_wsgi": "#d9822b", "mod_wsgi6": "#8c5a2b"}
     for ax, fam in zip(axes[0], fams):
         keys = [r[0] for r in runs if r[1] == fam and r[0] in rows]
         ys = [rows[k]["rps"] for k in keys]
@@ -316,6 +327,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--module", required=True, help="mod_pyinterp.so to load")
     ap.add_argument("--mod-wsgi6", help="mod_wsgi.so of mod_wsgi 6 (built by own-gil-run), if any")
+    ap.add_argument("--against", metavar="LABEL=PATH",
+                    help="an older mod_pyinterp.so: %s again with it (before/after)" % ", ".join(AGAINST))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     ap.add_argument("--threads", type=int, default=16, help="ThreadsPerChild of every server")
@@ -330,17 +343,21 @@ def main():
     runs = [r for r in RUNS if r[3] != "mod_wsgi6" or args.mod_wsgi6]
     if args.cases:
         runs = [r for r in runs if r[0] in args.cases.split(",")]
+    before_label, _, before_module = (args.against or "").partition("=")
+    if args.against:
+        runs += [r for r in against_runs(before_label) if r[0].split("@")[0] in {x[0] for x in runs}]
     work = Path(tempfile.mkdtemp(prefix="pyinterp-own-gil-bench-"))
     work.chmod(0o755)
     http_bench.prepare_apps(work)
     flask_app = work / "apps" / "flask.wsgi"
     django = django_project(work)
-    modules = {"pyinterp": args.module, "mod_wsgi": MOD_WSGI, "mod_wsgi6": args.mod_wsgi6}
+    modules = {"pyinterp": args.module, "mod_wsgi": MOD_WSGI, "mod_wsgi6": args.mod_wsgi6,
+               "before": os.path.abspath(before_module) if before_module else None}
     servers, problems = {}, {}
     try:
         for name in sorted({r[3] for r in runs}):
-            servers[name] = http_bench.Server(name, work, modules[name], args.threads,
-                                              site=site_conf(name, work / "apps", django))
+            site = site_conf("pyinterp" if name == "before" else name, work / "apps", django)
+            servers[name] = http_bench.Server(name, work, modules[name], args.threads, site=site)
             servers[name].start()
         log("servers: %s" % ", ".join("%s on :%d" % (n, s.port) for n, s in servers.items()))
         results, loads = measure(servers, runs, args)
