@@ -203,6 +203,10 @@ struct watchdog::shared {
     std::atomic<bool> woken{false};    // wake(): tick now
     std::atomic<bool> held{false};     // hold(): do nothing more
     std::thread thread;
+    // Under mu: the interpreters a visitor thread is in, or waiting for the
+    // GIL of, now; how many visitor threads are alive.
+    std::vector<int64_t> visiting;
+    int visitors = 0;
 
     shared(const inflight_registry& r, const watchdog_options& o) : reg(r), opt(o) {}
 };
@@ -221,21 +225,67 @@ void run_action(const inflight_info& info, PyThreadState* ts, void* user) noexce
     v->action.fn(info, ts, v->kind, v->action.user);
 }
 
-// One look at the deadlines.  No GIL held.
-void check_deadlines(const inflight_registry& reg, const watchdog_options& opt) {
-    if (reg.size() == 0) return;
-    int64_t now = monotonic_ns();
-    for (unsigned k = 0; k < k_deadline_kinds; ++k) {
-        if (opt.actions[k].fn == nullptr) continue;
-        auto kind = static_cast<deadline_kind>(k);
-        std::vector<inflight_info> due = reg.due(kind, now);
-        if (due.empty()) continue;
-        deadline_visit v{&reg, kind, opt.actions[k]};
-        reg.visit(due, run_action, &v);
-    }
-}
+// The due requests of one interpreter, acted on by a visitor thread.
+struct interpreter_visit {
+    std::vector<inflight_info> due;
+    deadline_visit v;
+};
 
 }  // namespace
+
+// One look at the deadlines.  Each interpreter's due requests go to a thread
+// of its own, which enters that interpreter, runs the actions and ends: the
+// watchdog thread itself waits for no GIL.  With own GILs, a request that
+// keeps its interpreter's GIL in C (where no exception reaches it) would
+// otherwise hold up the deadlines of every other interpreter until it
+// returns.  An interpreter whose visitor is still waiting for its GIL gets
+// no second one; its requests stay due until that one is done.  No GIL held.
+void watchdog::check_deadlines(const std::shared_ptr<shared>& s) {
+    const inflight_registry& reg = s->reg;
+    if (reg.size() == 0) return;
+    int64_t now = monotonic_ns();
+    std::vector<std::shared_ptr<interpreter_visit>> work;
+    for (unsigned k = 0; k < k_deadline_kinds; ++k) {
+        if (s->opt.actions[k].fn == nullptr) continue;
+        auto kind = static_cast<deadline_kind>(k);
+        for (inflight_info& info : reg.due(kind, now)) {
+            auto it = std::find_if(work.begin(), work.end(), [&](const std::shared_ptr<interpreter_visit>& w) {
+                return w->v.kind == kind && w->due.front().interpreter_id == info.interpreter_id;
+            });
+            if (it == work.end()) {
+                work.push_back(std::make_shared<interpreter_visit>(
+                    interpreter_visit{{}, deadline_visit{&reg, kind, s->opt.actions[k]}}));
+                it = work.end() - 1;
+            }
+            (*it)->due.push_back(std::move(info));
+        }
+    }
+    for (const std::shared_ptr<interpreter_visit>& w : work) {
+        int64_t id = w->due.front().interpreter_id;
+        {
+            std::lock_guard<std::mutex> lk(s->mu);
+            if (std::find(s->visiting.begin(), s->visiting.end(), id) != s->visiting.end()) continue;
+            s->visiting.push_back(id);
+            ++s->visitors;
+        }
+        auto visit = [s, w, id]() noexcept {
+            s->reg.visit(w->due, run_action, &w->v);
+            std::lock_guard<std::mutex> lk(s->mu);
+            s->visiting.erase(std::find(s->visiting.begin(), s->visiting.end(), id));
+            --s->visitors;
+            s->cv.notify_all();
+        };
+        try {
+            std::thread([visit]() noexcept {
+                visit();
+                // The thread states this thread cached, deleted on it.
+                pyinterp_thread_release();
+            }).detach();
+        } catch (...) {
+            visit();  // no thread: from here
+        }
+    }
+}
 
 void watchdog::thread_main(const std::shared_ptr<shared>& s) noexcept {
     auto tick = std::chrono::milliseconds(s->opt.tick_ms > 0 ? s->opt.tick_ms : 100);
@@ -249,7 +299,7 @@ void watchdog::thread_main(const std::shared_ptr<shared>& s) noexcept {
         if (s->held.load(std::memory_order_acquire)) continue;
         if (s->opt.on_tick != nullptr) s->opt.on_tick(s->opt.tick_user);
         try {
-            check_deadlines(s->reg, s->opt);
+            check_deadlines(s);
         } catch (...) {
             // Out of memory: try again next tick.
         }
@@ -308,7 +358,8 @@ bool watchdog::stop(int timeout_ms) noexcept {
     std::unique_lock<std::mutex> lk(s_->mu);
     s_->stop = true;
     s_->cv.notify_all();
-    bool done = s_->cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return s_->done; });
+    bool done = s_->cv.wait_for(lk, std::chrono::milliseconds(timeout_ms),
+                                [&] { return s_->done && s_->visitors == 0; });
     lk.unlock();
     if (done) {
         s_->thread.join();

@@ -193,7 +193,9 @@ struct watchdog_options {
 };
 
 // A thread that wakes every tick_ms, calls on_tick, and runs the action of
-// every deadline that passed.  The registry must outlive the thread.
+// every deadline that passed, from a short-lived thread per interpreter (so
+// that an interpreter whose GIL is held does not delay the others' actions).
+// The registry must outlive these threads.
 class watchdog {
 public:
     watchdog(const inflight_registry& reg, const watchdog_options& opt) noexcept;
@@ -213,14 +215,16 @@ public:
     bool wake() noexcept;
 
     // From now on the thread does nothing at its ticks (no on_tick, no
-    // deadline action); what it is doing now it finishes.  stop() still
+    // deadline action); what it is doing now it finishes, and so do the
+    // threads running deadline actions it started.  stop() still
     // ends it.  Async-signal-safe (one lock-free atomic store): for a
     // process about to exit() from a signal handler, whose static objects
     // the thread must not be using meanwhile.
     void hold() noexcept;
 
-    // Asks the thread to stop and waits up to `timeout_ms` for it.  True
-    // when it ended (its cached thread states released, on its own thread).
+    // Asks the thread to stop and waits up to `timeout_ms` for it and for
+    // the threads running deadline actions.  True when they ended (their
+    // cached thread states released, each on its own thread).
     // False when it is still busy (waiting for a GIL, say): it is left
     // detached, stops on its own later, and Python must not be finalized
     // under it.  No GIL held.
@@ -229,6 +233,7 @@ public:
 private:
     struct shared;
     static void thread_main(const std::shared_ptr<shared>& s) noexcept;
+    static void check_deadlines(const std::shared_ptr<shared>& s);
     std::shared_ptr<shared> s_;
 };
 
