@@ -174,8 +174,8 @@ public:
 private:
     struct round;
     run_result run_member(const request_target& t, const protocol& p, void* request, int member) noexcept;
-    run_result run_rounds(const request_target& t, const protocol& p, void* request, int member,
-                          inflight_request* job, const log_sink& to) noexcept;
+    run_result run_rounds(const request_target& t, const protocol& p, void* request, int member, inflight_request* job,
+                          const log_sink& to) noexcept;
     bool run_in(const interp_lease& lease, const request_target& t, const protocol& p, void* request,
                 inflight_request* job, round* out) noexcept;
     static void describe(const request_target& t, inflight_request* job) noexcept;

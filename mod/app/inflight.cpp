@@ -358,8 +358,8 @@ bool watchdog::stop(int timeout_ms) noexcept {
     std::unique_lock<std::mutex> lk(s_->mu);
     s_->stop = true;
     s_->cv.notify_all();
-    bool done = s_->cv.wait_for(lk, std::chrono::milliseconds(timeout_ms),
-                                [&] { return s_->done && s_->visitors == 0; });
+    bool done =
+        s_->cv.wait_for(lk, std::chrono::milliseconds(timeout_ms), [&] { return s_->done && s_->visitors == 0; });
     lk.unlock();
     if (done) {
         s_->thread.join();

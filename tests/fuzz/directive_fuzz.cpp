@@ -100,8 +100,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             // application-group=/callable=), whether this Python has an
             // own GIL and whether the group is %{GLOBAL}.
             unsigned bits = data[0] / 4;
-            unsigned accepted = (bits & 3U) | ((bits & 4U) != 0 ? k_option_placement : 0U) |
-                                ((bits & 8U) != 0 ? 0U : k_option_target);
+            unsigned accepted =
+                (bits & 3U) | ((bits & 4U) != 0 ? k_option_placement : 0U) | ((bits & 8U) != 0 ? 0U : k_option_target);
             parsed_options o;
             std::string err = parse_options(int(argv.size()), argv.data(), 0, accepted, &o);
             if (!err.empty()) break;

@@ -10,10 +10,13 @@ directives), finding the module under test and the Python it embeds, and the
 HTTP client.  conftest.py turns this into fixtures and checks every error
 log after every test; tests/simplified_gil uses it too.
 """
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -127,3 +130,86 @@ class Httpd(private_httpd.Httpd):
 
     def connect(self, **kw):
         return httpclient.Connection(self.port, **kw)
+
+
+class ExtServer(Httpd):
+    """A server of a suite with test extensions (tests/placement,
+    tests/simplified_gil): `ext_dir` and tests/http/pylib on sys.path, the
+    `granted` directories readable, `site` after the harness's own lines.
+    get() answers (status, body as JSON or text); allow() declares
+    error-level log lines expected (ServerSet checks the rest)."""
+
+    def __init__(self, workdir, module, ext_dir, granted, site, threads):
+        extra = "\n".join(['<Directory "%s">\n    Require all granted\n</Directory>' % d for d in granted] + [site])
+        super().__init__(workdir, module, name="httpd", threads=threads, extra=extra,
+                         python_path="%s:%s" % (ext_dir, PYLIB))
+        self.allowed = []
+
+    def get(self, path, timeout=30):
+        """(status, body as JSON or text)."""
+        r = httpclient.get(self.port, path, timeout=timeout)
+        try:
+            return r.status, json.loads(r.body)
+        except ValueError:
+            return r.status, r.body.decode("utf-8", "replace")
+
+    def wait_log(self, pattern, timeout=10):
+        """The first error-log line matching `pattern` (regex), waiting for it."""
+        m = self.wait_for_log(r"(?m)^.*(?:%s).*$" % pattern, timeout=timeout)
+        if not m:
+            raise AssertionError("no log line matches %r in:\n%s" % (pattern, self.log_text()[-4000:]))
+        return m.group(0)
+
+    def allow(self, pattern):
+        """Declares error-level lines matching `pattern` expected."""
+        self.allowed.append(re.compile(pattern))
+
+
+class ServerSet:
+    """The servers one test starts: start(...) makes one with `make(n, ...)`
+    (n counts from 0) and starts it; finish() stops them all (bounded) and
+    fails on a stop that failed or on an error-log line nobody allowed."""
+
+    def __init__(self, make):
+        self.make = make
+        self.servers = []
+
+    def start(self, *args, **kw):
+        server = self.make(len(self.servers), *args, **kw)
+        self.servers.append(server)
+        return server.start(timeout=20)
+
+    def finish(self):
+        problems = []
+        for server in self.servers:
+            try:
+                server.stop()
+            except StopError as e:
+                problems.append(str(e))
+        for server in self.servers:
+            bad = server.unexpected(server.allowed)
+            if bad:
+                problems.append("unexpected error-log lines of %s:\n%s" % (server.workdir.name, "\n".join(bad)))
+        assert not problems, "\n".join(problems)
+
+
+def built_path(var, pattern, what):
+    """The path in environment variable `var` (set by ctest), which must hold
+    a file matching `pattern` (or be that file, with pattern None); a test
+    error saying what to set otherwise."""
+    path = os.environ.get(var)
+    ok = bool(path) and (Path(path).is_file() if pattern is None else bool(list(Path(path).glob(pattern))))
+    if not ok:
+        import pytest
+        pytest.fail("set %s to %s (ctest does)" % (var, what))
+    return Path(path)
+
+
+def work_dir(prefix, keep_var):
+    """A fixture's body: a fresh directory others can read, removed after
+    the test unless environment variable `keep_var` is set."""
+    d = Path(tempfile.mkdtemp(prefix=prefix))
+    d.chmod(0o755)
+    yield d
+    if not os.environ.get(keep_var):
+        shutil.rmtree(d, ignore_errors=True)

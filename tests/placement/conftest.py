@@ -8,12 +8,7 @@ servers are stopped and their error logs checked with the harness's rule:
 a line at error level or worse, a Python fatal error or a crashed child
 fails the test unless the test allowed it.
 """
-import json
-import os
-import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,42 +19,11 @@ APPS = HERE / "apps"
 sys.path.insert(0, str(REPO / "tests" / "http"))
 
 import harness  # noqa: E402
-import httpclient  # noqa: E402
-
-
-class Server(harness.Httpd):
-    def __init__(self, workdir, module, ext_dir, site, threads):
-        extra = "\n".join(['<Directory "%s">' % APPS, "    Require all granted", "</Directory>",
-                           '<Directory "%s">' % (REPO / "tests"), "    Require all granted", "</Directory>",
-                           site])
-        super().__init__(workdir, module, name="httpd", threads=threads, extra=extra,
-                         python_path="%s:%s" % (ext_dir, harness.PYLIB))
-        self.allowed = []
-
-    def get(self, path, timeout=30):
-        """(status, body as JSON or text)."""
-        r = httpclient.get(self.port, path, timeout=timeout)
-        try:
-            return r.status, json.loads(r.body)
-        except ValueError:
-            return r.status, r.body.decode("utf-8", "replace")
-
-    def wait_log(self, pattern, timeout=10):
-        m = self.wait_for_log(r"(?m)^.*(?:%s).*$" % pattern, timeout=timeout)
-        if not m:
-            raise AssertionError("no log line matches %r in:\n%s" % (pattern, self.log_text()[-4000:]))
-        return m.group(0)
-
-    def allow(self, pattern):
-        self.allowed.append(re.compile(pattern))
 
 
 @pytest.fixture(scope="session")
 def module_so():
-    path = os.environ.get("PYINTERP_MODULE")
-    if not path or not Path(path).is_file():
-        pytest.fail("set PYINTERP_MODULE to the built mod_pyinterp.so (ctest does)")
-    return Path(path)
+    return harness.built_path("PYINTERP_MODULE", None, "the built mod_pyinterp.so")
 
 
 @pytest.fixture(scope="session")
@@ -76,43 +40,25 @@ def own_gil(python_version):
 
 @pytest.fixture(scope="session")
 def ext_dir():
-    path = os.environ.get("PYINTERP_FIXTURE_MODULE_DIR")
-    if not path or not list(Path(path).glob("single_phase_ext*.so")):
-        pytest.fail("set PYINTERP_FIXTURE_MODULE_DIR to where the test extensions were built (ctest does)")
-    return Path(path)
+    return harness.built_path("PYINTERP_FIXTURE_MODULE_DIR", "single_phase_ext*.so", "where the test extensions were built")
 
 
 @pytest.fixture
 def workdir():
-    d = Path(tempfile.mkdtemp(prefix="pyinterp-placement-"))
-    d.chmod(0o755)
-    yield d
-    if not os.environ.get("PYINTERP_PLACEMENT_KEEP"):
-        shutil.rmtree(d, ignore_errors=True)
+    yield from harness.work_dir("pyinterp-placement-", "PYINTERP_PLACEMENT_KEEP")
 
 
 @pytest.fixture
 def serve(module_so, ext_dir, workdir):
-    """serve(site_lines, threads=4) -> a started Server."""
-    servers = []
+    """serve(site_lines, threads=4) -> a started server (harness.ExtServer)
+    granting the apps and tests/ (the HTTP suite's apps)."""
+    def make(n, site_lines, threads=4):
+        return harness.ExtServer(workdir / ("srv%d" % n), module_so, ext_dir, [APPS, REPO / "tests"], site_lines,
+                                 threads)
 
-    def start(site_lines, threads=4):
-        server = Server(workdir / ("srv%d" % len(servers)), module_so, ext_dir, site_lines, threads)
-        servers.append(server)
-        return server.start(timeout=20)
-
-    yield start
-    problems = []
-    for server in servers:
-        try:
-            server.stop()
-        except harness.StopError as e:
-            problems.append(str(e))
-    for server in servers:
-        bad = server.unexpected(server.allowed)
-        if bad:
-            problems.append("unexpected error-log lines of %s:\n%s" % (server.workdir.name, "\n".join(bad)))
-    assert not problems, "\n".join(problems)
+    servers = harness.ServerSet(make)
+    yield servers.start
+    servers.finish()
 
 
 def app(name):

@@ -14,9 +14,7 @@ from test_moves import FLASK_APP, NUMPY_APP
 
 @pytest.fixture(scope="module")
 def doctor(ext_dir):
-    helper = os.environ.get("PYINTERP_DOCTOR")
-    if not helper or not os.path.isfile(helper):
-        pytest.fail("set PYINTERP_DOCTOR to the built pyinterp-doctor (ctest does)")
+    helper = str(harness.built_path("PYINTERP_DOCTOR", None, "the built pyinterp-doctor"))
 
     def run(script, *extra):
         p = subprocess.run([sys.executable, str(REPO / "mod" / "pyinterp"), "doctor", str(script),

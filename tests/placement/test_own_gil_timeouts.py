@@ -56,13 +56,24 @@ class Background:
         return self.result[0] if self.result else None
 
 
-def hold_gil(server, url, flag, seconds):
-    """Starts /hold on `url`: it keeps its interpreter's GIL in C until
-    `flag` exists (`seconds` at most).  Returns once it holds."""
+def spin_while_held(server, held_url, spin_url, workdir, wait=0.0):
+    """Keeps `held_url`'s interpreter's GIL in C (its /hold, up to 30 s),
+    waits `wait` seconds, then asks `spin_url` to spin forever.  Returns the
+    spinning request's status, how long it took, and the hold's status once
+    it was let go."""
+    flag = scratch_dir(workdir) / "flag"
     held = flag.with_name(flag.name + ".held")
-    bg = Background(server, "%s/hold?f=%s&s=%d" % (url, flag, seconds))
-    assert wait_until(held.exists, 20.0), "the hold request never held"
-    return bg
+    holder = Background(server, "%s/hold?f=%s&s=30" % (held_url, flag))
+    try:
+        assert wait_until(held.exists, 20.0), "the hold request never held"
+        time.sleep(wait)
+        began = time.monotonic()
+        status, _ = server.get("%s/spin-forever?token=%s" % (spin_url, token()), timeout=40)
+        took = time.monotonic() - began
+        assert not flag.exists()
+    finally:
+        flag.touch()
+    return status, took, holder.join()
 
 
 def interrupted(log, url):
@@ -110,17 +121,9 @@ def test_timeout_does_not_wait_for_the_main_interpreters_gil(serve, own_gil, wor
                               stuck("/o", "ownt", "gil=own", "request-timeout=1")]))
     server.allow(INTERRUPTED)
     assert server.get("/o/ok")[0] == 200  # loaded before main's GIL is taken
-    flag = scratch_dir(workdir) / "flag"
-    holder = hold_gil(server, "/m", flag, 30)
-    try:
-        began = time.monotonic()
-        status, _ = server.get("/o/spin-forever?token=%s" % token(), timeout=30)
-        took = time.monotonic() - began
-        assert not flag.exists()
-    finally:
-        flag.touch()
+    status, took, held = spin_while_held(server, "/m", "/o", workdir)
     assert status == 504 and took < 15, took
-    assert holder.join() == 200
+    assert held == 200
 
 
 def test_timeout_does_not_wait_for_another_own_gil_group(serve, own_gil, workdir):
@@ -131,20 +134,12 @@ def test_timeout_does_not_wait_for_another_own_gil_group(serve, own_gil, workdir
                               stuck("/y", "owny", "gil=own", "request-timeout=1")]))
     server.allow(INTERRUPTED)
     assert server.get("/y/ok")[0] == 200
-    flag = scratch_dir(workdir) / "flag"
-    holder = hold_gil(server, "/x", flag, 30)
-    try:
-        time.sleep(1.5)  # X's deadline has passed: the watchdog wants X's GIL
-        began = time.monotonic()
-        status, _ = server.get("/y/spin-forever?token=%s" % token(), timeout=40)
-        took = time.monotonic() - began
-        assert not flag.exists()
-    finally:
-        flag.touch()
+    # X's deadline passes first: the watchdog waits for X's GIL meanwhile.
+    status, took, held = spin_while_held(server, "/x", "/y", workdir, wait=1.5)
     assert status == 504 and took < 15, took
     # X's request, out of C, ends (with its RequestTimeout if the watchdog
     # reached it before its Python code was done).
-    assert holder.join() in (200, 504)
+    assert held in (200, 504)
 
 
 def test_stop_interrupts_a_request_spinning_in_an_own_gil_group(serve, own_gil):
