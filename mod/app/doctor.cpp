@@ -189,7 +189,7 @@ int doctor_load_failed(const app::request_target&, void* request) noexcept {
     return 2;
 }
 
-const app::protocol doctor_protocol = {"doctor", doctor_serve, doctor_load_failed, nullptr, nullptr};
+const app::protocol doctor_protocol = {"doctor", doctor_serve, doctor_load_failed, nullptr, nullptr, nullptr};
 
 const extension* find_in(const round_report* rr, const std::string& name) {
     if (rr == nullptr) return nullptr;

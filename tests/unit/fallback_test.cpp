@@ -42,7 +42,7 @@ int keep_error(const app::request_target&, void* request) noexcept {
     return 500;
 }
 
-const app::protocol quiet = {"quiet", serve_nothing, keep_error, nullptr, nullptr};
+const app::protocol quiet = {"quiet", serve_nothing, keep_error, nullptr, nullptr, nullptr};
 
 // Loads `script` in group `group` (shared GIL, policy allow: every finding
 // is collected, none stops the load) and returns what the hook reported.
