@@ -85,21 +85,27 @@ bool measure_cpu_now(uint32_t every) noexcept {
 }
 
 // Where an interpreter runs, and why, for the counters: own-GIL
-// interpreters and pools (gil=), shared-GIL subinterpreters (gil=shared, or
-// applications moved there), and main (%{GLOBAL}, applications moved there).
-metrics::placement_info placement_of(const pyinterp::view& v) noexcept {
+// interpreters and pool members (gil=, interpreters=), shared-GIL
+// subinterpreters (gil=shared, or applications moved there), and main
+// (%{GLOBAL}, applications moved there).
+metrics::placement_info placement_of(const interp_lease& lease) noexcept {
     metrics::placement_info p;
-    if (v.id() == 0) {
+    if (lease.view().id() == 0) {
         p.where = metrics::placement::main;
         p.why = "the main interpreter: %{GLOBAL}, and applications PyInterpSubinterpreterFallback moved here";
-    } else if (v.own_gil()) {
+    } else if (lease.view().own_gil()) {
         p.where = metrics::placement::own_gil;
-        p.why = "a subinterpreter with a GIL of its own (gil=auto or gil=own; a pool member with interpreters=N)";
+        p.why = lease.members() > 1 ? "a member of its application group's pool of own-GIL interpreters "
+                                      "(interpreters=N)"
+                                    : "a subinterpreter with a GIL of its own (gil=auto or gil=own)";
     } else {
         p.where = metrics::placement::shared_gil;
-        p.why = "a subinterpreter of its application group sharing the main interpreter's GIL (gil=shared, Python "
-                "3.11, or an extension refused an own GIL)";
+        p.why =
+            "a subinterpreter sharing the main interpreter's GIL (gil=shared, Python 3.11 or before 3.12.4, or "
+            "an extension refused an own GIL)";
     }
+    p.pool_member = lease.member() > 0 ? lease.member() - 1 : 0;
+    p.pool_size = lease.members() > 1 ? lease.members() : 1;
     return p;
 }
 
@@ -174,9 +180,10 @@ bool executor::prepare(interp_state* st) noexcept {
 // The interpreter's counters: a slot of this executor's child_metrics,
 // given the first time the executor enters it (the interpreter may have
 // been set up without counters, or by another executor).  GIL held.
-metrics::interp_slot* executor::slot_of(interp_state* st, const pyinterp::view& v, const char* group) noexcept {
+metrics::interp_slot* executor::slot_of(interp_state* st, const interp_lease& lease, const char* group) noexcept {
     if (st->metrics_owner != opt_.metrics) {
-        st->metrics = opt_.metrics != nullptr ? opt_.metrics->slot_for(v, group, placement_of(v)) : nullptr;
+        st->metrics =
+            opt_.metrics != nullptr ? opt_.metrics->slot_for(lease.view(), group, placement_of(lease)) : nullptr;
         st->metrics_owner = opt_.metrics;
     }
     return st->metrics;
@@ -274,7 +281,7 @@ bool executor::run_in(const interp_lease& lease, const request_target& t, const 
         out->result = {run_result::cannot_prepare, 0};
         return true;
     }
-    out->slot = slot_of(st, v, t.group);
+    out->slot = slot_of(st, lease, t.group);
     counted_in busy(out->slot);
     uint32_t every = opt_.cpu_sample_every;
     bool measure = out->slot != nullptr && measure_cpu_now(every);
@@ -285,8 +292,8 @@ bool executor::run_in(const interp_lease& lease, const request_target& t, const 
 }
 
 // Inside the interpreter: load the application, then serve it, or move it.
-void executor::load_and_serve(interp_state* st, const interp_lease& lease, const request_target& t,
-                              const protocol& p, void* request, const log_sink& to, round* out) noexcept {
+void executor::load_and_serve(interp_state* st, const interp_lease& lease, const request_target& t, const protocol& p,
+                              void* request, const log_sink& to, round* out) noexcept {
     const pyinterp::view& v = lease.view();
     py::ref callable = load_application(st, t, opt_.log);
     if (opt_.observe_load != nullptr && lease.where() != placement::main)

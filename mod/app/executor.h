@@ -186,7 +186,7 @@ private:
                int64_t cpu_ns) noexcept;
     run_result refused(const protocol& p, const run_result& result) noexcept;
     bool prepare(interp_state* st) noexcept;
-    metrics::interp_slot* slot_of(interp_state* st, const pyinterp::view& v, const char* group) noexcept;
+    metrics::interp_slot* slot_of(interp_state* st, const interp_lease& lease, const char* group) noexcept;
     bool move_to_shared(interp_state* st, const request_target& t, const log_sink& to, round* out) noexcept;
     void late_refusals(interp_state* st, const request_target& t, const interp_lease& lease,
                        const log_sink& to) noexcept;

@@ -62,6 +62,14 @@ def module_python(module):
     return m.group(1), lib, prefix
 
 
+def auto_placement(python):
+    """Where gil=auto (the default) puts an application group for the
+    module's Python (module_python()): 'own' (a GIL of its own) from
+    3.12.4, 'shared' before."""
+    version = tuple(int(x) for x in python[0].split(".")[:3])
+    return "own" if version >= (3, 12, 4) else "shared"
+
+
 def python_relocated(prefix, version):
     """True if the Python at `prefix` was built for another prefix (a copied
     installation): it finds its standard library only when told its home."""
