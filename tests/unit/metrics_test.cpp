@@ -218,7 +218,9 @@ TEST_F(MetricsExecutor, CountsEachRequestInItsInterpretersSlot) {
     EXPECT_EQ(a->in_flight.load(), 0);
     EXPECT_STREQ(a->interpreter, "metrics-a");
     EXPECT_EQ(a->interpreter_id, pyinterp::view::find("metrics-a").id());
-    EXPECT_EQ(a->where, uint32_t(metrics::placement::shared_gil));
+    // gil=auto, the default: its own GIL from Python 3.12.4 (placement.h).
+    EXPECT_EQ(a->where,
+              uint32_t(app::auto_means_own_gil() ? metrics::placement::own_gil : metrics::placement::shared_gil));
     EXPECT_EQ(a->pool_size, 1);
     EXPECT_EQ(main->requests.load(), 1u);
     EXPECT_EQ(main->where, uint32_t(metrics::placement::main));
