@@ -268,21 +268,21 @@ void watchdog::check_deadlines(const std::shared_ptr<shared>& s) {
             s->visiting.push_back(id);
             ++s->visitors;
         }
-        auto visit = [s, w, id]() noexcept {
+        // A visitor counts as alive until it has also deleted the thread
+        // states it cached (on its own thread, with their GILs): stop()
+        // waits for that, and Python is finalized only after stop().
+        auto visit = [s, w, id](bool own_thread) noexcept {
             s->reg.visit(w->due, run_action, &w->v);
+            if (own_thread) pyinterp_thread_release();
             std::lock_guard<std::mutex> lk(s->mu);
             s->visiting.erase(std::find(s->visiting.begin(), s->visiting.end(), id));
             --s->visitors;
             s->cv.notify_all();
         };
         try {
-            std::thread([visit]() noexcept {
-                visit();
-                // The thread states this thread cached, deleted on it.
-                pyinterp_thread_release();
-            }).detach();
+            std::thread([visit]() noexcept { visit(true); }).detach();
         } catch (...) {
-            visit();  // no thread: from here
+            visit(false);  // no thread: from here
         }
     }
 }
