@@ -398,7 +398,18 @@ def test_a_graceful_restart_keeps_counting_in_the_same_memory(httpd):
     server = httpd(name="restart", processes=2, threads=2, extra=EXTRA)
     for _ in range(3):
         server.get("/alpha/fast")
-    before = status_json(server)
+
+    # Every child of this generation, once each has claimed its region (a
+    # child that had not yet would pass for a new one below).
+    def listed(d):
+        return {c["pid"] for c in d["children"]} == set(server.child_pids())
+
+    def all_listed():
+        d = status_json(server)
+        return d if listed(d) else None
+
+    before = httpclient.wait_until(all_listed, 10.0)
+    assert before, status_json(server)
     old = {c["pid"] for c in before["children"]}
     start = server.log_size()
     server.graceful()
@@ -409,7 +420,7 @@ def test_a_graceful_restart_keeps_counting_in_the_same_memory(httpd):
     def new_children():
         d = status_json(server)
         pids = {c["pid"] for c in d["children"]}
-        return d if pids and not pids & old and pids == set(server.child_pids()) else None
+        return d if pids and not pids & old and listed(d) else None
 
     after = httpclient.wait_until(new_children, 15.0)
     assert after, status_json(server)
