@@ -49,7 +49,8 @@ void check_placement_rules(const placement_options& p, bool global_group, bool o
     std::string err = check_placement(p, global_group, own_gil, "3.11");
     bool any = p.gil != pyinterp::app::gil_mode::unset || p.interpreters != 0;
     if (global_group && any) check(!err.empty(), "%{GLOBAL} takes no placement options");
-    if (!own_gil && p.gil == pyinterp::app::gil_mode::own)
+    // (For %{GLOBAL}, the refusal above comes first and says why.)
+    if (!global_group && !own_gil && p.gil == pyinterp::app::gil_mode::own)
         check(err.find("3.11") != std::string::npos, "gil=own without an own GIL names the Python");
     if (p.interpreters > 1 && (!own_gil || p.gil == pyinterp::app::gil_mode::shared))
         check(!err.empty(), "a pool needs an own GIL");
